@@ -1,0 +1,355 @@
+"""The wire contract between ``bhogad`` and its clients.
+
+Everything here is data: msgspec Structs for every message and record, method names, error codes and
+the protocol version. No I/O happens in this module, so the daemon, the blocking client, the async
+client and the tests all share one definition of the protocol.
+
+Compatibility rules (msgspec schema evolution): new fields get defaults, existing fields never change
+type, and ``PROTOCOL_VERSION`` moves only on an incompatible change.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import msgspec
+
+PROTOCOL_VERSION: Final = 1
+
+#: Longest request line the daemon accepts, newline included.
+MAX_LINE_BYTES: Final = 1 << 20
+#: Most entries in one JSON-RPC batch.
+MAX_BATCH: Final = 64
+
+
+class Method(enum.StrEnum):
+    HELLO = "daemon.hello"
+    STATUS = "daemon.status"
+    METRICS = "daemon.metrics"
+    BEST_FOR = "router.best_for"
+    RANK = "router.rank"
+    RECORD_TURN = "turns.record"
+    LIST_TURNS = "turns.list"
+    SET_QUOTA = "quota.set"
+    LIST_QUOTAS = "quota.list"
+    REFRESH = "quota.refresh"
+    USAGE_SUMMARY = "usage.summary"
+    SUBSCRIBE = "events.subscribe"
+
+
+#: Server-pushed notification sent to subscribers when a provider's quota view changes.
+QUOTA_CHANGED: Final = "quota.changed"
+
+
+class ErrorCode(enum.IntEnum):
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    INTERNAL_ERROR = -32603
+    # Implementation-defined server errors (-32000..-32099); each carries a stable ``data.kind``.
+    APPLICATION = -32000
+    NOT_AUTHORISED = -32001
+    OVERLOADED = -32002
+    SHUTTING_DOWN = -32003
+    REQUEST_TOO_LARGE = -32004
+    UNSUPPORTED_PROTOCOL = -32010
+
+
+# --------------------------------------------------------------------------------------------------
+# Domain records
+
+
+class ProviderStatus(enum.StrEnum):
+    """The library's status values, plus ``unavailable`` for providers that cannot be used here."""
+
+    OK = "ok"
+    LOW = "low"
+    THROTTLED = "throttled"
+    EXHAUSTED = "exhausted"
+    UNKNOWN = "unknown"
+    UNAVAILABLE = "unavailable"
+
+
+class BillingCadence(enum.StrEnum):
+    HOURLY = "hourly"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
+class ProviderKind(enum.StrEnum):
+    SUBSCRIPTION = "subscription"
+    API_KEY = "api_key"
+
+
+class WindowKind(enum.StrEnum):
+    #: A usage allowance that is spent and comes back at a reset (5-hour, weekly, monthly, credits).
+    QUOTA = "quota"
+    #: A per-minute rate-limit bucket that refills continuously (requests/tokens per minute). It can
+    #: block a provider for seconds, but says nothing about how much of a subscription is left.
+    RATE = "rate"
+
+
+class Source(enum.StrEnum):
+    OAUTH = "oauth"
+    CLI = "cli"
+    HEADERS = "headers"
+    MANUAL = "manual"
+    LOCAL = "local"
+
+
+class QuotaWindow(msgspec.Struct, kw_only=True):
+    """One limit of one provider, normalised to percent used.
+
+    Field names follow the library (``pct_used``, ``resets_at``, ``window_min``, ``updated_at``) so
+    harness code written against it keeps working.
+    """
+
+    name: str
+    pct_used: float = 0.0
+    resets_at: datetime | None = None
+    window_min: int | None = None
+    updated_at: datetime | None = None
+    scope: str = "*"
+    source: Source = Source.MANUAL
+    kind: WindowKind = WindowKind.QUOTA
+    #: Raw counts where the source gives them (tokens, requests, USD); ``None`` when it does not.
+    limit: float | None = None
+    remaining: float | None = None
+    #: Set by the daemon when the reading is older than the provider's staleness horizon.
+    stale: bool = False
+
+    @property
+    def pct_remaining(self) -> float:
+        return min(100.0, max(0.0, 100.0 - self.pct_used))
+
+    @property
+    def key(self) -> str:
+        return window_key(self.name, self.scope)
+
+
+def window_key(name: str, scope: str) -> str:
+    """How windows are keyed in ``ProviderQuota.windows``: ``burst`` or ``weekly/claude-opus``."""
+    return name if scope == "*" else f"{name}/{scope}"
+
+
+class Health(enum.StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+class ProviderQuota(msgspec.Struct, kw_only=True):
+    """Everything the daemon knows about one provider's quota, as a client sees it."""
+
+    provider_id: str
+    model_id: str = "*"
+    kind: ProviderKind = ProviderKind.API_KEY
+    priority: int = 99
+    available: bool = False
+    #: Why the provider is (un)available, in words a person can act on.
+    reason: str = ""
+    status: ProviderStatus = ProviderStatus.UNKNOWN
+    #: Remaining fraction of the tightest fresh quota window, 0..1, or -1.0 when unknown.
+    quota_pct: float = -1.0
+    windows: dict[str, QuotaWindow] = msgspec.field(default_factory=dict)
+    cooldown_until: datetime | None = None
+    cooldown_reason: str | None = None
+    health: Health = Health.HEALTHY
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    n_requests: int = 0
+    consumed: int = 0
+    last_turn_at: datetime | None = None
+    last_poll_at: datetime | None = None
+    last_poll_error: str | None = None
+
+    @property
+    def backoff_until(self) -> datetime | None:
+        """The library's name for the cooldown end."""
+        return self.cooldown_until
+
+
+class RouterRecommendation(msgspec.Struct, kw_only=True):
+    """The library's recommendation record (same fields, same meaning) plus a readable reason."""
+
+    provider_id: str
+    model_id: str
+    quota_pct: float
+    status: ProviderStatus
+    hermes_model: str
+    priority: int
+    reason: str = ""
+
+
+class Candidate(msgspec.Struct, kw_only=True):
+    """One line of a ranking receipt: a provider considered for a model and what became of it."""
+
+    provider_id: str
+    priority: int
+    eligible: bool
+    reason: str
+    quota_pct: float = -1.0
+    status: ProviderStatus = ProviderStatus.UNKNOWN
+    tightest_window: str | None = None
+    hermes_model: str = ""
+    score: float | None = None
+
+
+class Ranking(msgspec.Struct, kw_only=True):
+    model: str
+    family: str
+    strategy: str
+    #: Every provider in the family's list, best first; rejected ones last, each with its reason.
+    candidates: list[Candidate]
+    recommendation: RouterRecommendation | None
+
+
+class Turn(msgspec.Struct, kw_only=True):
+    """What a harness reports after one model call. Never put prompt text in here."""
+
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    status_code: int = 200
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Parsed JSON body of an error response (e.g. Codex's ``usage_limit_reached``), if any.
+    error_body: dict[str, Any] | None = None
+    session: str | None = None
+    agent: str | None = None
+    latency_ms: float | None = None
+    #: When the call happened; the daemon uses its own clock when omitted.
+    at: datetime | None = None
+
+
+class TurnAck(msgspec.Struct, kw_only=True):
+    id: int
+
+
+class StoredTurn(msgspec.Struct, kw_only=True):
+    id: int
+    at: datetime
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    status_code: int
+    session: str | None = None
+    agent: str | None = None
+    cost_usd: float | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Method parameters and results
+
+
+class HelloParams(msgspec.Struct, kw_only=True):
+    client: str = ""
+    protocol: int = PROTOCOL_VERSION
+
+
+class Hello(msgspec.Struct, kw_only=True):
+    protocol: int
+    daemon_version: str
+    capabilities: list[str]
+    pid: int
+
+
+class ModelParams(msgspec.Struct, kw_only=True):
+    model: str
+
+
+class ProviderFilter(msgspec.Struct, kw_only=True):
+    provider: str | None = None
+
+
+class SetQuotaParams(msgspec.Struct, kw_only=True):
+    provider: str
+    pct_remaining: float
+    weekly_pct: float | None = None
+    model: str = "*"
+    resets_at: datetime | None = None
+
+
+class ListTurnsParams(msgspec.Struct, kw_only=True):
+    after_id: int = 0
+    limit: int = 1000
+    session: str | None = None
+    agent: str | None = None
+
+
+class DaemonStatus(msgspec.Struct, kw_only=True):
+    daemon_version: str
+    protocol: int
+    pid: int
+    started_at: datetime
+    uptime_s: float
+    socket: str
+    state_dir: str
+    config_path: str | None
+    connections: int
+    subscribers: int
+    turns_stored: int
+    providers_available: int
+    strategy: str
+
+
+class QuotaChanged(msgspec.Struct, kw_only=True):
+    """Params of the ``quota.changed`` notification."""
+
+    provider: str
+    cause: str
+    quota: ProviderQuota
+
+
+class Subscribed(msgspec.Struct, kw_only=True):
+    subscribed: bool
+    events: list[str]
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON-RPC envelopes
+
+
+class Request(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An outgoing request or notification (no ``id`` member at all means a notification)."""
+
+    method: str
+    params: Any = msgspec.UNSET
+    id: int | str | None | msgspec.UnsetType = msgspec.UNSET
+    jsonrpc: Literal["2.0"] = "2.0"
+
+
+class IncomingRequest(msgspec.Struct, kw_only=True):
+    """A request as the daemon decodes it; ``params`` stays raw until the method is known."""
+
+    jsonrpc: Literal["2.0"]
+    method: str
+    params: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    id: int | str | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class ErrorObject(msgspec.Struct, kw_only=True, omit_defaults=True):
+    code: int
+    message: str
+    data: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
+class Response(msgspec.Struct, kw_only=True):
+    """A reply as a client decodes it: exactly one of ``result`` and ``error`` is set."""
+
+    jsonrpc: Literal["2.0"]
+    id: int | str | None = None
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    error: ErrorObject | msgspec.UnsetType = msgspec.UNSET
+    # A notification pushed by the server on a subscribed connection carries a method instead.
+    method: str | msgspec.UnsetType = msgspec.UNSET
+    params: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET

@@ -1,0 +1,174 @@
+"""The daemon's configuration: built-in defaults, overridden by ``config.yaml``.
+
+No file is needed to start. A file only overrides what it names: a provider entry replaces just the
+fields it sets, so ``providers: {claude_code: {priority: 5}}`` keeps every other default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from bhoga.families import DEFAULT_HIERARCHY
+from bhoga.protocol import MAX_LINE_BYTES, ProviderKind
+
+
+class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    kind: ProviderKind
+    priority: int
+    enabled: bool = True
+    #: Where the provider's quota endpoint lives; tests and proxies point it elsewhere.
+    base_url: str | None = None
+    #: The provider's CLI (``codex``, ``gh``), looked up on PATH when not absolute.
+    cli: str | None = None
+    #: Environment variables that hold an API key, tried in order.
+    key_env: list[str] = msgspec.field(default_factory=list)
+    poll_interval_s: float = 300.0
+    poll_timeout_s: float = 20.0
+    #: A reading older than this is shown as stale and no longer counts towards the remaining fraction.
+    stale_after_s: float = 1800.0
+    #: Provider-specific settings (credential paths, headers); each provider module documents its own.
+    options: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    max_connections: int = 256
+    max_line_bytes: int = MAX_LINE_BYTES
+    #: A connection with no partial line may stay idle this long (harnesses keep connections open).
+    idle_timeout_s: float = 600.0
+    #: Once a line has started, the rest of it must arrive within this (anti-slowloris).
+    line_timeout_s: float = 10.0
+    send_timeout_s: float = 5.0
+    #: How long SIGTERM waits for requests already read before the daemon exits anyway.
+    shutdown_grace_s: float = 5.0
+
+
+class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    strategy: str = "headroom"
+    #: Family → providers in order of preference.
+    families: dict[str, list[str]] = msgspec.field(
+        default_factory=lambda: {family: list(pids) for family, pids in DEFAULT_HIERARCHY.items()}
+    )
+    #: Below this remaining fraction a provider reports status ``low``.
+    low_fraction: float = 0.10
+    #: Cooldown after a 429 that says nothing about when to retry.
+    default_cooldown_s: float = 60.0
+    #: A provider that reported a successful turn counts as available for this long, even when the
+    #: daemon itself holds no credentials for it (the harness does).
+    turn_evidence_s: float = 7 * 24 * 3600.0
+
+
+class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: SQLite ``synchronous``: ``normal`` survives a daemon crash (kill -9); ``full`` also a power cut.
+    synchronous: str = "normal"
+
+
+class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    providers: dict[str, ProviderConfig] = msgspec.field(default_factory=dict)
+
+
+DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
+    "claude_code": {
+        "kind": "subscription",
+        "priority": 1,
+        "base_url": "https://api.anthropic.com",
+        "key_env": ["CLAUDE_CODE_OAUTH_TOKEN"],
+    },
+    "anthropic_api": {"kind": "api_key", "priority": 2, "key_env": ["ANTHROPIC_API_KEY"]},
+    "openai-codex": {
+        "kind": "subscription",
+        "priority": 1,
+        "base_url": "https://chatgpt.com/backend-api",
+        "cli": "codex",
+    },
+    "openai_api": {"kind": "api_key", "priority": 2, "key_env": ["OPENAI_API_KEY"]},
+    "github-copilot": {
+        "kind": "subscription",
+        "priority": 3,
+        "base_url": "https://api.github.com",
+        "cli": "gh",
+        "key_env": ["COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN"],
+    },
+    "openrouter": {
+        "kind": "api_key",
+        "priority": 4,
+        "base_url": "https://openrouter.ai/api/v1",
+        "key_env": ["OPENROUTER_API_KEY"],
+    },
+}
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file and, where known, the line."""
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def build(overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults merged with ``overrides`` (a parsed config file), validated."""
+    raw = _merge(msgspec.to_builtins(Config()), {"providers": DEFAULT_PROVIDERS})
+    if overrides:
+        raw = _merge(raw, overrides)
+    return msgspec.convert(raw, Config)
+
+
+def _line_of(text: str, path: str) -> int | None:
+    """The line in ``text`` where msgspec's error path (``$.providers.x.priority``) points, if found."""
+    keys = [k for k in path.removeprefix("$").split(".") if k and not k.startswith("[")]
+    try:
+        node: Any = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for k, v in node.value:
+            if k.value == key:
+                line, node = k.start_mark.line + 1, v
+                break
+        else:
+            break
+    return line
+
+
+def load(path: Path | None) -> Config:
+    """Read ``path`` over the defaults. A missing file is fine; an invalid one raises ``ConfigError``."""
+    if path is None or not path.exists():
+        return build()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        return build()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the top level must be a mapping, not {type(data).__name__}")
+    try:
+        return build(data)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        _, _, where = message.rpartition(" - at `")
+        line = _line_of(text, where.rstrip("`")) if where else None
+        return_line = f":{line}" if line else ""
+        raise ConfigError(f"{path}{return_line}: {message}") from exc
