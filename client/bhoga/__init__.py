@@ -1,0 +1,74 @@
+"""bhoga: ask one local daemon which provider has the most usable quota for a model.
+
+The client is deliberately thin: it imports only msgspec and platformdirs, so a harness pays almost
+nothing to import it. State, discovery and ranking live in the ``bhogad`` daemon.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bhoga.client import Router as Router
+from bhoga.client import check_quota as check_quota
+from bhoga.errors import BhogaError as BhogaError
+from bhoga.errors import ClientTimeout as ClientTimeout
+from bhoga.errors import DaemonNotRunning as DaemonNotRunning
+from bhoga.errors import InvalidParams as InvalidParams
+from bhoga.errors import ProtocolError as ProtocolError
+from bhoga.errors import RemoteError as RemoteError
+from bhoga.families import model_family as model_family
+from bhoga.families import to_hermes_model as to_hermes_model
+from bhoga.headers import calibrate as calibrate
+from bhoga.headers import mark_throttled as mark_throttled
+from bhoga.protocol import BillingCadence as BillingCadence
+from bhoga.protocol import ProviderQuota as ProviderQuota
+from bhoga.protocol import ProviderStatus as ProviderStatus
+from bhoga.protocol import QuotaWindow as QuotaWindow
+from bhoga.protocol import Ranking as Ranking
+from bhoga.protocol import RouterRecommendation as RouterRecommendation
+
+if TYPE_CHECKING:
+    from bhoga.aio import AsyncRouter as AsyncRouter
+    from bhoga.codex_models import get_codex_models as get_codex_models
+    from bhoga.hermes import apply_to_hermes as apply_to_hermes
+
+# Loaded on first use: each pulls in more than a harness that only routes needs.
+_LAZY = {
+    "AsyncRouter": "bhoga.aio",
+    "apply_to_hermes": "bhoga.hermes",
+    "get_codex_models": "bhoga.codex_models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bhoga' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "AsyncRouter",
+    "BhogaError",
+    "BillingCadence",
+    "ClientTimeout",
+    "DaemonNotRunning",
+    "InvalidParams",
+    "ProtocolError",
+    "ProviderQuota",
+    "ProviderStatus",
+    "QuotaWindow",
+    "Ranking",
+    "RemoteError",
+    "Router",
+    "RouterRecommendation",
+    "apply_to_hermes",
+    "calibrate",
+    "check_quota",
+    "get_codex_models",
+    "mark_throttled",
+    "model_family",
+    "to_hermes_model",
+]

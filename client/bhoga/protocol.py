@@ -319,13 +319,16 @@ class Subscribed(msgspec.Struct, kw_only=True):
 # JSON-RPC envelopes
 
 
-class Request(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """An outgoing request or notification (no ``id`` member at all means a notification)."""
+class Request(msgspec.Struct, kw_only=True):
+    """An outgoing request or notification (no ``id`` member at all means a notification).
 
+    No ``omit_defaults`` here: it would drop ``"jsonrpc": "2.0"``. UNSET members are omitted anyway.
+    """
+
+    jsonrpc: Literal["2.0"] = "2.0"
     method: str
     params: Any = msgspec.UNSET
-    id: int | str | None | msgspec.UnsetType = msgspec.UNSET
-    jsonrpc: Literal["2.0"] = "2.0"
+    id: int | str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class IncomingRequest(msgspec.Struct, kw_only=True):
@@ -334,7 +337,7 @@ class IncomingRequest(msgspec.Struct, kw_only=True):
     jsonrpc: Literal["2.0"]
     method: str
     params: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    id: int | str | None | msgspec.UnsetType = msgspec.UNSET
+    id: int | str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ErrorObject(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -11,7 +11,6 @@ from typing import Any
 
 import msgspec
 import yaml
-
 from bhoga.families import DEFAULT_HIERARCHY
 from bhoga.protocol import MAX_LINE_BYTES, ProviderKind
 

@@ -1,0 +1,5 @@
+import sys
+
+from bhoga.cli import main
+
+sys.exit(main())

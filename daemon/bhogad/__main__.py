@@ -1,0 +1,69 @@
+"""``bhogad``: run the daemon in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import anyio
+from bhoga import paths
+
+from bhogad import __version__, logsetup
+from bhogad import config as config_mod
+from bhogad.app import App, Options, StartupError
+from bhogad.platform.lock import AlreadyRunning
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bhogad", description="The bhoga daemon: owns quota state and ranks providers for every harness."
+    )
+    parser.add_argument("--socket", help="Unix socket path (env BHOGA_SOCKET)")
+    parser.add_argument(
+        "--config", help="config.yaml path (env BHOGA_CONFIG); optional, defaults are built in"
+    )
+    parser.add_argument("--state", help="state directory (env BHOGA_STATE)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-json",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="JSON log lines (default: when stderr is not a terminal)",
+    )
+    parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    parser.add_argument("--version", action="version", version=f"bhogad {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logsetup.configure(args.log_level, args.log_json)
+    config_path = paths.config_path(args.config)
+    try:
+        cfg = config_mod.load(config_path)
+    except config_mod.ConfigError as exc:
+        print(f"bhogad: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(f"bhogad: {config_path if config_path.exists() else 'built-in defaults'}: ok")
+        return 0
+    opts = Options(
+        socket_path=paths.socket_path(args.socket),
+        config_path=config_path,
+        state_dir=paths.state_dir(args.state),
+    )
+    try:
+        anyio.run(App(opts, cfg).run)
+    except AlreadyRunning as exc:
+        print(f"bhogad: already running on {opts.socket_path} (pid {exc.pid})", file=sys.stderr)
+        return 0
+    except StartupError as exc:
+        print(f"bhogad: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

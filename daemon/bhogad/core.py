@@ -1,0 +1,214 @@
+"""The daemon's single owner of quota state: operations, persistence hand-off and change events.
+
+Every operation runs on the event loop and changes memory in one synchronous step, so every client
+sees each change whole and immediately (read-your-writes across processes). What must be durable goes
+to the writer, and the caller waits for its ticket before acknowledging.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+import anyio
+import structlog
+from bhoga import codec
+from bhoga.headers import read_response
+from bhoga.protocol import (
+    QUOTA_CHANGED,
+    ProviderKind,
+    ProviderQuota,
+    QuotaChanged,
+    Ranking,
+    SetQuotaParams,
+    Turn,
+)
+
+from bhogad import routing
+from bhogad.config import Config
+from bhogad.state import (
+    Availability,
+    ProviderState,
+    apply_turn,
+    manual_windows,
+    merge_windows,
+    new_provider,
+    provider_quota,
+    signature,
+)
+from bhogad.store import Store, TurnRow
+from bhogad.writer import Ticket, Writer
+
+log = structlog.get_logger("bhogad.core")
+
+_PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class InvalidInput(ValueError):
+    """Arguments that are well-formed JSON but wrong for the operation; ``kind`` is stable."""
+
+    def __init__(self, kind: str, message: str, **data: object) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.data = data
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Subscriber:
+    """A connection that asked for ``quota.changed`` events. Slow readers lose events, never block us."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.send, self.receive = anyio.create_memory_object_stream[bytes](capacity)
+        self.lagged = False
+
+    def offer(self, line: bytes) -> None:
+        try:
+            self.send.send_nowait(line)
+        except anyio.WouldBlock:
+            self.lagged = True
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+
+class Daemon:
+    def __init__(self, cfg: Config, store: Store, clock: Callable[[], datetime] = utcnow) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.providers: dict[str, ProviderState] = {}
+        self.next_turn_id = 1
+        self.writer = Writer(store, self.providers.get)
+        self.subscribers: set[Subscriber] = set()
+        self._signatures: dict[str, tuple[object, ...]] = {}
+        self.started_at = clock()
+        self.turns_stored = 0
+
+    def load(self) -> list[str]:
+        """Read the store into memory; returns notes about anything that could not be read."""
+        providers, problems = self.store.load_providers()
+        self.providers.update(providers)
+        self.next_turn_id = self.store.last_turn_id() + 1
+        self.turns_stored = self.store.count_turns()
+        for pid in self.cfg.providers:
+            self.providers.setdefault(pid, new_provider(pid))
+        self.detect_keys(os.environ)
+        return problems
+
+    # -- providers -------------------------------------------------------------------------------
+
+    def provider(self, pid: str) -> ProviderState:
+        """The state of a configured provider (or one already known); unknown ids are refused."""
+        p = self.providers.get(pid)
+        if p is not None:
+            return p
+        if pid in self.cfg.providers:
+            return self.providers.setdefault(pid, new_provider(pid))
+        raise InvalidInput(
+            "unknown_provider",
+            f"unknown provider {pid!r}; known: {', '.join(sorted(self.cfg.providers))} "
+            "(add others under `providers:` in config.yaml)",
+            known=sorted(self.cfg.providers),
+        )
+
+    def detect_keys(self, environ: Iterable[str]) -> None:
+        """API-key providers are available when the daemon can see one of their key variables."""
+        present = set(environ)
+        for pid, pcfg in self.cfg.providers.items():
+            if pcfg.kind is not ProviderKind.API_KEY or not pcfg.key_env:
+                continue
+            found = next((name for name in pcfg.key_env if name in present), None)
+            p = self.provider(pid)
+            p.detected = Availability(
+                available=found is not None,
+                reason=f"API key in ${found}" if found else f"no API key (set ${pcfg.key_env[0]})",
+            )
+
+    def quota(self, pid: str, model: str = "*") -> ProviderQuota:
+        return provider_quota(self.provider(pid), self.cfg.providers.get(pid), self.cfg, self.clock(), model)
+
+    def quotas(self, pid: str | None = None) -> list[ProviderQuota]:
+        pids = [pid] if pid is not None else sorted(self.providers)
+        return [self.quota(p) for p in pids]
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def rank(self, model: str) -> Ranking:
+        if not model.strip():
+            raise InvalidInput("invalid_model", "model must be a non-empty string")
+        return routing.rank(model, self.providers, self.cfg, self.clock())
+
+    def record_turn(self, turn: Turn) -> tuple[int, Ticket]:
+        _check_turn(turn)
+        p = self.provider(turn.provider)
+        now = self.clock()
+        reading = read_response(
+            turn.headers,
+            status_code=turn.status_code,
+            error_body=turn.error_body,
+            now=now,
+            default_cooldown_s=self.cfg.routing.default_cooldown_s,
+        )
+        apply_turn(p, turn, reading, now)
+        turn_id = self.next_turn_id
+        self.next_turn_id += 1
+        row = TurnRow(
+            id=turn_id,
+            at=turn.at or now,
+            provider=turn.provider,
+            model=turn.model,
+            input_tokens=turn.input_tokens,
+            output_tokens=turn.output_tokens,
+            cache_read_tokens=turn.cache_read_tokens,
+            cache_write_tokens=turn.cache_write_tokens,
+            status_code=turn.status_code,
+            session=turn.session,
+            agent=turn.agent,
+            latency_ms=turn.latency_ms,
+            cost_usd=None,
+        )
+        self.turns_stored += 1
+        self.changed(turn.provider, "turn")
+        return turn_id, self.writer.submit([row], (turn.provider,))
+
+    def set_quota(self, params: SetQuotaParams) -> tuple[ProviderQuota, Ticket]:
+        for name, value in (("pct_remaining", params.pct_remaining), ("weekly_pct", params.weekly_pct)):
+            if value is not None and not 0.0 <= value <= 100.0:
+                raise InvalidInput("out_of_range", f"{name} must be 0–100, got {value}", field=name)
+        p = self.provider(params.provider)
+        pcfg = self.cfg.providers.get(params.provider)
+        kind = pcfg.kind if pcfg else ProviderKind.API_KEY
+        merge_windows(p, manual_windows(params, kind, self.clock()))
+        self.changed(params.provider, "manual")
+        return self.quota(params.provider, params.model), self.writer.submit(dirty=(params.provider,))
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def changed(self, pid: str, cause: str) -> None:
+        """Push ``quota.changed`` to subscribers when what they would see of ``pid`` changed."""
+        if not self.subscribers:
+            return
+        quota = self.quota(pid)
+        sig = signature(quota)
+        if self._signatures.get(pid) == sig:
+            return
+        self._signatures[pid] = sig
+        line = codec.notification_line(QUOTA_CHANGED, QuotaChanged(provider=pid, cause=cause, quota=quota))
+        for subscriber in self.subscribers:
+            subscriber.offer(line)
+
+
+def _check_turn(turn: Turn) -> None:
+    if not _PROVIDER_ID.match(turn.provider):
+        raise InvalidInput("invalid_provider", "provider must be a short id like 'claude_code'")
+    if not turn.model.strip():
+        raise InvalidInput("invalid_model", "model must be a non-empty string")
+    for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
+        if getattr(turn, name) < 0:
+            raise InvalidInput("out_of_range", f"{name} must be ≥ 0", field=name)
+    if not 0 <= turn.status_code <= 999:
+        raise InvalidInput("out_of_range", "status_code must be an HTTP status (0 for no response)")

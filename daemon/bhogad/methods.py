@@ -1,0 +1,144 @@
+"""The method table: each JSON-RPC method's params type and its (thin) handler."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anyio
+from bhoga.protocol import (
+    PROTOCOL_VERSION,
+    DaemonStatus,
+    ErrorCode,
+    Hello,
+    HelloParams,
+    ListTurnsParams,
+    Method,
+    ModelParams,
+    ProviderFilter,
+    ProviderQuota,
+    Ranking,
+    RouterRecommendation,
+    SetQuotaParams,
+    StoredTurn,
+    Subscribed,
+    Turn,
+    TurnAck,
+)
+
+from bhogad import __version__
+from bhogad.core import Daemon, InvalidInput
+from bhogad.rpc import Call, MethodSpec, RpcError
+from bhogad.writer import Ticket
+
+CAPABILITIES = [str(m) for m in Method if m not in (Method.REFRESH, Method.USAGE_SUMMARY, Method.METRICS)]
+
+
+def _invalid(exc: InvalidInput) -> RpcError:
+    return RpcError(ErrorCode.INVALID_PARAMS, str(exc), exc.kind, **exc.data)
+
+
+async def _durable(ticket: Ticket) -> None:
+    await ticket.wait()
+    if ticket.error is not None:
+        raise RpcError(ErrorCode.APPLICATION, ticket.error, "storage_failed")
+
+
+def build(daemon: Daemon, server: Any) -> dict[str, MethodSpec[Any]]:
+    """``server`` supplies what only the transport knows: socket path, connection counts, subscribing."""
+
+    async def hello(params: HelloParams, call: Call) -> Hello:
+        if params.protocol != PROTOCOL_VERSION:
+            raise RpcError(
+                ErrorCode.UNSUPPORTED_PROTOCOL,
+                f"client speaks protocol {params.protocol}, this bhogad speaks {PROTOCOL_VERSION}; "
+                "upgrade the older of the two",
+                "unsupported_protocol",
+                protocol=PROTOCOL_VERSION,
+            )
+        return Hello(
+            protocol=PROTOCOL_VERSION, daemon_version=__version__, capabilities=CAPABILITIES, pid=os.getpid()
+        )
+
+    async def status(_: None, call: Call) -> DaemonStatus:
+        now = daemon.clock()
+        return DaemonStatus(
+            daemon_version=__version__,
+            protocol=PROTOCOL_VERSION,
+            pid=os.getpid(),
+            started_at=daemon.started_at,
+            uptime_s=(now - daemon.started_at).total_seconds(),
+            socket=str(server.socket_path),
+            state_dir=str(daemon.store.path.parent),
+            config_path=str(server.config_path) if server.config_path else None,
+            connections=server.connection_count,
+            subscribers=len(daemon.subscribers),
+            turns_stored=daemon.turns_stored,
+            providers_available=sum(q.available for q in daemon.quotas()),
+            strategy=daemon.cfg.routing.strategy,
+        )
+
+    async def best_for(params: ModelParams, call: Call) -> RouterRecommendation | None:
+        try:
+            return daemon.rank(params.model).recommendation
+        except InvalidInput as exc:
+            raise _invalid(exc) from exc
+
+    async def rank(params: ModelParams, call: Call) -> Ranking:
+        try:
+            return daemon.rank(params.model)
+        except InvalidInput as exc:
+            raise _invalid(exc) from exc
+
+    async def record_turn(turn: Turn, call: Call) -> TurnAck:
+        try:
+            turn_id, ticket = daemon.record_turn(turn)
+        except InvalidInput as exc:
+            raise _invalid(exc) from exc
+        if not call.notification:
+            await _durable(ticket)
+        return TurnAck(id=turn_id)
+
+    async def list_turns(params: ListTurnsParams, call: Call) -> list[StoredTurn]:
+        if not 1 <= params.limit <= 10_000:
+            raise RpcError(ErrorCode.INVALID_PARAMS, "limit must be 1–10000", "out_of_range", field="limit")
+        # Wait for pending writes first, so a caller reads its own acknowledged turns.
+        await _durable(daemon.writer.submit())
+        return await anyio.to_thread.run_sync(
+            daemon.store.list_turns,
+            params.after_id,
+            params.limit,
+            params.session,
+            params.agent,
+            limiter=daemon.writer.limiter,
+        )
+
+    async def set_quota(params: SetQuotaParams, call: Call) -> ProviderQuota:
+        try:
+            quota, ticket = daemon.set_quota(params)
+        except InvalidInput as exc:
+            raise _invalid(exc) from exc
+        await _durable(ticket)
+        return quota
+
+    async def list_quotas(params: ProviderFilter, call: Call) -> list[ProviderQuota]:
+        try:
+            return daemon.quotas(params.provider)
+        except InvalidInput as exc:
+            raise _invalid(exc) from exc
+
+    async def subscribe(_: None, call: Call) -> Subscribed:
+        server.subscribe(call.conn)
+        return Subscribed(subscribed=True, events=["quota.changed"])
+
+    return {
+        Method.HELLO: MethodSpec(HelloParams, hello),
+        Method.STATUS: MethodSpec(None, status),
+        Method.BEST_FOR: MethodSpec(ModelParams, best_for),
+        Method.RANK: MethodSpec(ModelParams, rank),
+        Method.RECORD_TURN: MethodSpec(Turn, record_turn),
+        Method.LIST_TURNS: MethodSpec(ListTurnsParams, list_turns),
+        Method.SET_QUOTA: MethodSpec(SetQuotaParams, set_quota),
+        Method.LIST_QUOTAS: MethodSpec(ProviderFilter, list_quotas),
+        Method.SUBSCRIBE: MethodSpec(None, subscribe),
+    }
