@@ -13,6 +13,7 @@ Exit codes scripts can rely on:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -28,6 +29,11 @@ from bhoga.protocol import ProviderQuota, QuotaWindow, Ranking, StoredTurn
 EXIT_OK, EXIT_REMOTE, EXIT_USAGE, EXIT_NO_PROVIDER, EXIT_NOT_RUNNING, EXIT_PROTOCOL = 0, 1, 2, 3, 4, 5
 
 Command = Callable[[argparse.Namespace, Router, TextIO], int]
+
+#: Modules that add subcommands: each has ``register(add)``, where ``add(name, func, help)`` returns the
+#: subcommand's parser. Commands get a Router that connects only when first used, so commands that
+#: must work without a daemon (doctor, service install) simply do not call it.
+EXTENSIONS: tuple[str, ...] = ()
 
 
 def _print_json(value: Any, out: TextIO) -> None:
@@ -272,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("call", cmd_call, "call any JSON-RPC method; params as a JSON object")
     p.add_argument("method")
     p.add_argument("params", nargs="?")
+    for module in EXTENSIONS:
+        importlib.import_module(module).register(add)
     return parser
 
 
