@@ -1,0 +1,759 @@
+"""Turn provider response headers (and error bodies) into quota windows and cooldowns.
+
+Everything here is a pure function of its arguments: no I/O and no clock reads, except that the two
+library-compatible helpers (``calibrate``, ``mark_throttled``) use the current time when the caller
+passes no ``now``. The module lives in the thin client, so it imports only the standard library and
+msgspec.
+
+The shapes read here are in ``reference/provider-wire-spec.md``: Anthropic API buckets (§2), Anthropic
+subscription "unified" headers (§1.4), Codex ``x-codex-*`` families and the usage-limit 429 body
+(§3.3), OpenAI and Copilot ``x-ratelimit-*`` with Go durations (§4, §5) and OpenRouter's
+``X-RateLimit-*`` with unix-millisecond resets (§6).
+
+Two rules hold throughout. Nothing raises on bad input: a value that does not parse is "not
+reported", never zero and never a crash. And every datetime that leaves this module is timezone-aware
+UTC, because comparing naive and aware datetimes is the crash the old library shipped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Final, NamedTuple
+
+import msgspec
+
+from bhoga.protocol import ProviderQuota, ProviderStatus, QuotaWindow, Source, WindowKind
+
+__all__ = [
+    "HeaderReading",
+    "apply_reading",
+    "calibrate",
+    "mark_throttled",
+    "normalise_headers",
+    "parse_go_duration",
+    "parse_reset",
+    "parse_retry_after",
+    "read_response",
+    "refresh_status",
+    "window_name",
+]
+
+
+class HeaderReading(msgspec.Struct, kw_only=True):
+    """What one response says about quota: its windows, and whether to stop sending for a while."""
+
+    #: Every window the headers describe, with ``source=headers`` and ``updated_at`` = the reading time.
+    windows: list[QuotaWindow]
+    #: Set only when the response says "stop until" (a 429, or a rejected subscription window).
+    cooldown_until: datetime | None = None
+    cooldown_reason: str | None = None
+    plan: str | None = None
+    #: Credit and extra-usage state as short labels (``has_credits``, ``balance``, ``overage_status``).
+    credits: dict[str, str] = {}
+    #: Human names of non-default Codex limits, by limit id (``codex_bengalfox`` → ``GPT-5.3-Codex-Spark``).
+    limit_names: dict[str, str] = {}
+
+
+# --------------------------------------------------------------------------------------------------
+# Small value parsers
+
+#: Below 10 % remaining a provider is ``low`` (the library's threshold, kept).
+LOW_FRACTION: Final = 0.10
+
+#: Numbers at or above these are timestamps rather than relative seconds. 1e9 s is 2001-09-09, so a
+#: relative delay would have to be 31 years long to be misread; 1e12 ms is the same date in ms.
+_EPOCH_S_FLOOR: Final = 1e9
+_EPOCH_MS_FLOOR: Final = 1e12
+
+_GO_UNIT_SECONDS: Final = {
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,  # U+00B5 MICRO SIGN, what Go prints
+    "μs": 1e-6,  # U+03BC GREEK SMALL LETTER MU, which Go also accepts
+    "ns": 1e-9,
+}
+# "ms" must be tried before "m", or "20ms" would read as 20 minutes followed by garbage.
+_GO_PART: Final = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|us|µs|μs|ns|h|m|s)")
+
+_TRUE: Final = frozenset({"true", "1", "yes"})
+_FALSE: Final = frozenset({"false", "0", "no"})
+_MAX_LABEL: Final = 64
+
+
+def _text(value: object) -> str | None:
+    """A header value as stripped text, or ``None`` when there is nothing usable in it."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        # JSON bodies (OpenRouter's copied headers, Codex's resets_at) carry numbers, not strings.
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _number(value: object) -> float | None:
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    # float() accepts "nan" and "inf"; neither is a usable count, percent or delay.
+    return number if math.isfinite(number) else None
+
+
+def _flag(value: object) -> bool | None:
+    text = _text(value)
+    if text is None:
+        return None
+    lowered = text.lower()
+    return True if lowered in _TRUE else False if lowered in _FALSE else None
+
+
+def _label(value: object) -> str | None:
+    """Short printable text (a plan or balance) fit to show a person; anything else is dropped."""
+    text = _text(value)
+    if text is None or len(text) > _MAX_LABEL or not text.isprintable():
+        return None
+    return None if text.lower() in ("none", "null") else text
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # A naive datetime is taken to be UTC: every source we read speaks UTC, and state written by the
+    # old library holds naive values that must compare with aware ones without raising.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _after(now: datetime, seconds: float) -> datetime | None:
+    try:
+        return now + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
+def _from_epoch(seconds: float) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _clamp_pct(pct: float) -> float:
+    return min(100.0, max(0.0, pct))
+
+
+def _fmt_seconds(seconds: float) -> str:
+    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+
+
+def parse_go_duration(value: str) -> float | None:
+    """Seconds in a Go ``time.Duration`` string (``"6m0s"``, ``"1.52s"``, ``"20ms"``), else ``None``.
+
+    Grammar as Go's ``time.ParseDuration``: an optional sign, then one or more ``<number><unit>``
+    with unit ``h m s ms us µs ns`` and a possibly fractional number; a bare ``"0"`` is zero.
+    """
+    text = _text(value)
+    if text is None:
+        return None
+    sign = -1.0 if text.startswith("-") else 1.0
+    text = text.removeprefix("-") if sign < 0 else text.removeprefix("+")
+    if text == "0":
+        return 0.0
+    if not text:
+        return None
+    total, pos = 0.0, 0
+    while pos < len(text):
+        part = _GO_PART.match(text, pos)
+        if part is None:
+            return None
+        total += float(part[1]) * _GO_UNIT_SECONDS[part[2]]
+        pos = part.end()
+    return sign * total if math.isfinite(total) else None
+
+
+def _http_date(text: str) -> datetime | None:
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    try:
+        return _as_utc(moment)
+    except OverflowError:
+        return None
+
+
+def parse_retry_after(value: str, now: datetime) -> datetime | None:
+    """When a ``Retry-After`` ends: delay seconds (int or float) or an HTTP-date; garbage gives ``None``."""
+    text = _text(value)
+    if text is None:
+        return None
+    seconds = _number(text)
+    if seconds is not None:
+        # RFC 9110 delay-seconds are non-negative; a negative value is garbage, not "in the past".
+        return _after(_as_utc(now), seconds) if seconds >= 0 else None
+    return _http_date(text)
+
+
+def _iso(text: str) -> datetime | None:
+    try:
+        # RFC 3339 allows lower-case "t" and "z"; fromisoformat accepts only upper case.
+        return _as_utc(datetime.fromisoformat(text.upper()))
+    except (ValueError, OverflowError):
+        return None
+
+
+def parse_reset(value: str, now: datetime) -> datetime | None:
+    """When a window or bucket resets, as aware UTC, from any reset format a provider sends.
+
+    Numbers are told apart by size: at or above 1e12 unix milliseconds (OpenRouter), at or above 1e9
+    unix seconds (Claude, Codex), below that seconds from ``now`` (``reset_after_seconds``). Reading
+    ``"60"`` as an epoch (1970) was the old library's bug: it made every bucket look freshly reset.
+    Text is tried as a Go duration from ``now`` (OpenAI), RFC 3339 / ISO 8601 (Anthropic API; a
+    naive value is UTC) and an HTTP-date. Negative and unparsable values give ``None``.
+    """
+    text = _text(value)
+    if text is None:
+        return None
+    now = _as_utc(now)
+    number = _number(text)
+    if number is not None:
+        if number < 0:
+            return None
+        if number >= _EPOCH_MS_FLOOR:
+            return _from_epoch(number / 1000.0)
+        if number >= _EPOCH_S_FLOOR:
+            return _from_epoch(number)
+        return _after(now, number)
+    duration = parse_go_duration(text)
+    if duration is not None:
+        return _after(now, duration) if duration >= 0 else None
+    return _iso(text) or _http_date(text)
+
+
+def _epoch_reset(value: object, now: datetime) -> datetime | None:
+    """A ``reset-at`` style value: ``0`` or ``""`` means "no reset", not "resets right now"."""
+    number = _number(value)
+    if number is not None and number <= 0:
+        return None
+    text = _text(value)
+    return parse_reset(text, now) if text is not None else None
+
+
+def _relative_reset(value: object, now: datetime) -> datetime | None:
+    """A ``reset-after-seconds`` / ``resets_in_seconds`` value; zero means "not reported"."""
+    seconds = _number(value)
+    return _after(now, seconds) if seconds is not None and seconds > 0 else None
+
+
+def normalise_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
+    """Lower-case names and stripped text values; entries without a usable value are dropped.
+
+    HTTP header names are case-insensitive, but ``dict(requests_response.headers)`` keeps the
+    server's casing; matching exact keys silently ignored ``X-RateLimit-Remaining-Tokens`` before.
+    """
+    normalised: dict[str, str] = {}
+    if headers is None:
+        return normalised
+    try:
+        items = list(headers.items())
+    except (AttributeError, TypeError):
+        return normalised
+    for name, value in items:
+        key, text = _text(name), _text(value)
+        if key is not None and text is not None:
+            normalised[key.lower()] = text
+    return normalised
+
+
+# --------------------------------------------------------------------------------------------------
+# Count buckets: Anthropic API, OpenAI / Copilot, OpenRouter
+
+
+def _bucket(
+    name: str,
+    h: Mapping[str, str],
+    limit_key: str,
+    remaining_key: str,
+    reset_key: str,
+    now: datetime,
+    window_min: int | None,
+) -> QuotaWindow | None:
+    limit, remaining = _number(h.get(limit_key)), _number(h.get(remaining_key))
+    # Azure answers -1 / 0 for "no limit known": that is unknown, not "fully used".
+    if limit is None or remaining is None or limit <= 0:
+        return None
+    return QuotaWindow(
+        name=name,
+        pct_used=_clamp_pct(100.0 * (limit - remaining) / limit),
+        resets_at=parse_reset(h.get(reset_key, ""), now),
+        window_min=window_min,
+        updated_at=now,
+        source=Source.HEADERS,
+        kind=WindowKind.RATE,
+        limit=limit,
+        remaining=remaining,
+    )
+
+
+_ANTHROPIC_BUCKETS: Final = (
+    ("requests", "requests"),
+    ("tokens", "tokens"),
+    ("input-tokens", "input_tokens"),
+    ("output-tokens", "output_tokens"),
+)
+
+
+def _anthropic_api_windows(h: Mapping[str, str], now: datetime) -> Iterable[QuotaWindow | None]:
+    for part, name in _ANTHROPIC_BUCKETS:
+        base = f"anthropic-ratelimit-{part}"
+        yield _bucket(name, h, f"{base}-limit", f"{base}-remaining", f"{base}-reset", now, 1)
+
+
+def _openai_windows(h: Mapping[str, str], now: datetime) -> Iterable[QuotaWindow | None]:
+    # The length is not stated: OpenAI's request limit is per minute or per day depending on tier.
+    for part in ("requests", "tokens"):
+        yield _bucket(
+            part,
+            h,
+            f"x-ratelimit-limit-{part}",
+            f"x-ratelimit-remaining-{part}",
+            f"x-ratelimit-reset-{part}",
+            now,
+            None,
+        )
+
+
+def _openrouter_windows(h: Mapping[str, str], now: datetime) -> Iterable[QuotaWindow | None]:
+    yield _bucket("requests", h, "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", now, None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Anthropic subscription "unified" headers
+
+
+class _Stop(NamedTuple):
+    until: datetime
+    reason: str
+
+
+class _Unified(NamedTuple):
+    windows: list[QuotaWindow]
+    #: Windows the response rejected (``None`` = a per-model or overage claim), with their reset.
+    rejected: list[tuple[str | None, datetime | None]]
+    #: The overall status is rejected but overage (extra usage) is paying for the request.
+    using_overage: bool
+    extras: dict[str, str]
+
+
+_UNIFIED: Final = "anthropic-ratelimit-unified-"
+_UNIFIED_WINDOWS: Final = (("5h", "burst", 300), ("7d", "weekly", 10080))
+#: Which window a representative claim names; per-model claims have no window in headers (§1.4).
+_CLAIM_WINDOW: Final = {
+    "five_hour": "burst",
+    "seven_day": "weekly",
+    "seven_day_overage_included": "weekly",
+}
+
+
+def _status(h: Mapping[str, str], key: str) -> str:
+    return h.get(key, "").lower()
+
+
+def _read_unified(h: Mapping[str, str], now: datetime) -> _Unified:
+    overall_rejected = _status(h, f"{_UNIFIED}status") == "rejected"
+    claimed = _CLAIM_WINDOW.get(_status(h, f"{_UNIFIED}representative-claim"))
+    overall_reset = _epoch_reset(h.get(f"{_UNIFIED}reset"), now)
+    windows: list[QuotaWindow] = []
+    rejected: list[tuple[str | None, datetime | None]] = []
+    for code, name, minutes in _UNIFIED_WINDOWS:
+        fraction = _number(h.get(f"{_UNIFIED}{code}-utilization"))
+        resets_at = _epoch_reset(h.get(f"{_UNIFIED}{code}-reset"), now)
+        # Only the window's own status, or the overall one when its claim is this window, rejects
+        # the account: a scoped or overage rejection must not (§1.4).
+        is_rejected = _status(h, f"{_UNIFIED}{code}-status") == "rejected" or (
+            overall_rejected and claimed == name
+        )
+        if is_rejected:
+            resets_at = resets_at or (overall_reset if claimed == name else None)
+            rejected.append((name, resets_at))
+        elif fraction is None:
+            continue  # missing is not zero
+        windows.append(
+            QuotaWindow(
+                name=name,
+                # The headers send a fraction (0.37), the rest of bhoga speaks percent (37).
+                pct_used=100.0 if is_rejected else _clamp_pct(100.0 * (fraction or 0.0)),
+                resets_at=resets_at,
+                window_min=minutes,
+                updated_at=now,
+                source=Source.HEADERS,
+                kind=WindowKind.QUOTA,
+            )
+        )
+    if overall_rejected and claimed is None:
+        # A per-model or overage claim: this request is refused until the claim resets, but no
+        # account-wide window is known to be full.
+        rejected.append((None, overall_reset))
+    overage = _status(h, f"{_UNIFIED}overage-status")
+    extras = {
+        key: label
+        for key, label in (
+            ("overage_status", _label(overage)),
+            ("overage_disabled_reason", _label(h.get(f"{_UNIFIED}overage-disabled-reason"))),
+        )
+        if label is not None
+    }
+    using_overage = overall_rejected and overage in ("allowed", "allowed_warning")
+    return _Unified(windows, rejected, using_overage, extras)
+
+
+def _unified_stop(unified: _Unified, status_code: int, now: datetime, default_s: float) -> _Stop | None:
+    if not unified.rejected:
+        return None
+    # A request billed to overage succeeded; it is a 429 that says the account is really stopped.
+    if unified.using_overage and status_code != 429:
+        return None
+    # Every rejected window must reset before requests go through again, so wait for the last one.
+    name, until = max(unified.rejected, key=lambda item: item[1] or datetime.min.replace(tzinfo=UTC))
+    if until is None or until <= now:
+        until = _after(now, default_s) if default_s > 0 else None
+    if until is None:
+        return None
+    return _Stop(until, f"usage limit reached ({name})" if name else "usage limit reached")
+
+
+# --------------------------------------------------------------------------------------------------
+# Codex x-codex-* (and other x-<family>-*) headers
+
+_NAMED_LENGTHS: Final = {300: "burst", 10080: "weekly", 43200: "monthly"}
+_FAMILY_SUFFIXES: Final = ("-primary-used-percent", "-secondary-used-percent")
+_DEFAULT_LIMIT: Final = "codex"
+
+
+def window_name(minutes: int) -> str:
+    """Name a window by its length, never its position: Codex moved weekly and 30-day windows into
+    ``primary`` on some plans, so ``primary`` does not mean "5 hours"."""
+    return _NAMED_LENGTHS.get(minutes, f"{minutes}m")
+
+
+def _minutes(value: object) -> int | None:
+    number = _number(value)
+    if number is None or number <= 0 or number != int(number):
+        return None
+    return int(number)
+
+
+def _codex_families(h: Mapping[str, str]) -> list[str]:
+    prefixes = {
+        key.removesuffix(suffix)
+        for key in h
+        for suffix in _FAMILY_SUFFIXES
+        if key.startswith("x-") and key.endswith(suffix) and len(key) > len(suffix) + 2
+    }
+    return sorted(prefixes)
+
+
+def _codex_window(
+    h: Mapping[str, str], prefix: str, which: str, scope: str, now: datetime
+) -> QuotaWindow | None:
+    used = _number(h.get(f"{prefix}-{which}-used-percent"))
+    if used is None:
+        return None
+    minutes = _minutes(h.get(f"{prefix}-{which}-window-minutes"))
+    resets_at = _epoch_reset(h.get(f"{prefix}-{which}-reset-at"), now) or _relative_reset(
+        h.get(f"{prefix}-{which}-reset-after-seconds"), now
+    )
+    # Codex's own rule: an all-zero slot ("0" minutes, no reset, 0 %) is an absent window. A
+    # weekly-only plan sends exactly that as its secondary.
+    if used == 0 and minutes is None and resets_at is None:
+        return None
+    return QuotaWindow(
+        # Without a length there is nothing to classify by; the slot name is the only honest label.
+        name=window_name(minutes) if minutes is not None else which,
+        pct_used=_clamp_pct(used),
+        resets_at=resets_at,
+        window_min=minutes,
+        updated_at=now,
+        scope=scope,
+        source=Source.HEADERS,
+        kind=WindowKind.QUOTA,
+    )
+
+
+class _Codex(NamedTuple):
+    windows: list[QuotaWindow]
+    limit_names: dict[str, str]
+
+
+def _read_codex(h: Mapping[str, str], now: datetime) -> _Codex:
+    windows: list[QuotaWindow] = []
+    names: dict[str, str] = {}
+    for prefix in _codex_families(h):
+        limit_id = prefix.removeprefix("x-").replace("-", "_")
+        # Another family (e.g. the Spark model's) limits only the models it names; giving it the
+        # account scope would let one model's full window block every model.
+        scope = "*" if limit_id == _DEFAULT_LIMIT else f"limit:{limit_id}"
+        for which in ("primary", "secondary"):
+            window = _codex_window(h, prefix, which, scope, now)
+            if window is not None:
+                windows.append(window)
+        name = _label(h.get(f"{prefix}-limit-name"))
+        if name is not None and limit_id != _DEFAULT_LIMIT:
+            names[limit_id] = name
+    return _Codex(windows, names)
+
+
+def _codex_credits(h: Mapping[str, str]) -> dict[str, str]:
+    credits: dict[str, str] = {}
+    for field in ("has_credits", "unlimited"):
+        flag = _flag(h.get(f"x-codex-credits-{field.replace('_', '-')}"))
+        if flag is not None:
+            credits[field] = "true" if flag else "false"
+    balance = _label(h.get("x-codex-credits-balance"))
+    if balance is not None:
+        credits["balance"] = balance
+    return credits
+
+
+# --------------------------------------------------------------------------------------------------
+# Error bodies
+
+
+def _error_object(body: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    error = body.get("error") if isinstance(body, Mapping) else None
+    return error if isinstance(error, Mapping) else {}
+
+
+def _body_headers(body: Mapping[str, Any] | None) -> dict[str, str]:
+    """OpenRouter copies the rate-limit headers into ``error.metadata.headers`` of its 429 body."""
+    metadata = _error_object(body).get("metadata")
+    copied = metadata.get("headers") if isinstance(metadata, Mapping) else None
+    return normalise_headers(copied) if isinstance(copied, Mapping) else {}
+
+
+class _UsageLimit(NamedTuple):
+    until: datetime | None
+    plan: str | None
+
+
+def _codex_usage_limit(body: Mapping[str, Any] | None, now: datetime) -> _UsageLimit | None:
+    """Codex's 429 ``usage_limit_reached`` body: the plan's allowance is spent until ``resets_at``."""
+    error = _error_object(body)
+    if _text(error.get("type")) != "usage_limit_reached":
+        return None
+    until = _epoch_reset(error.get("resets_at"), now) or _relative_reset(error.get("resets_in_seconds"), now)
+    return _UsageLimit(until, _label(error.get("plan_type")))
+
+
+# --------------------------------------------------------------------------------------------------
+# Cooldowns
+
+
+def _retry_after(h: Mapping[str, str], now: datetime) -> datetime | None:
+    # retry-after-ms is the precise form of the same advice, so it wins when both are sent.
+    millis = _number(h.get("retry-after-ms"))
+    if millis is not None and millis > 0:
+        return _after(now, millis / 1000.0)
+    until = parse_retry_after(h.get("retry-after", ""), now)
+    # "retry-after: 0" on a 429 is a throttling symptom (Claude's usage endpoint answers it to
+    # unknown clients), not permission to hammer: fall through to the other signals.
+    return until if until is not None and until > now else None
+
+
+def _first_exhausted_reset(windows: Iterable[QuotaWindow], now: datetime) -> _Stop | None:
+    """The earliest reset among buckets and windows that this response shows as empty."""
+    empty = [
+        (w.resets_at, w.name)
+        for w in windows
+        if w.resets_at is not None
+        and w.resets_at > now
+        and ((w.remaining is not None and w.remaining <= 0) or w.pct_used >= 100.0)
+    ]
+    if not empty:
+        return None
+    until, name = min(empty)
+    return _Stop(until, f"429 rate limited ({name} exhausted until its reset)")
+
+
+def _rate_limited_stop(
+    h: Mapping[str, str],
+    usage_limit: _UsageLimit | None,
+    windows: list[QuotaWindow],
+    now: datetime,
+    default_s: float,
+) -> _Stop | None:
+    stop: _Stop | None = None
+    retry_at = _retry_after(h, now)
+    if retry_at is not None:
+        stop = _Stop(
+            retry_at, f"429 rate limited (retry-after {_fmt_seconds((retry_at - now).total_seconds())})"
+        )
+    elif usage_limit is not None and usage_limit.until is not None and usage_limit.until > now:
+        stop = _Stop(usage_limit.until, "usage limit reached")
+    else:
+        stop = _first_exhausted_reset(windows, now)
+    if stop is None and default_s > 0:
+        until = _after(now, default_s)
+        if until is not None:
+            stop = _Stop(until, f"429 rate limited (no reset given, {_fmt_seconds(default_s)} default)")
+    if stop is not None and usage_limit is not None:
+        # The body says why, whichever signal said until when.
+        stop = _Stop(stop.until, "usage limit reached")
+    return stop
+
+
+# --------------------------------------------------------------------------------------------------
+# The reading
+
+
+def read_response(
+    headers: Mapping[str, str],
+    *,
+    status_code: int = 200,
+    error_body: Mapping[str, Any] | None = None,
+    now: datetime,
+    default_cooldown_s: float = 60.0,
+) -> HeaderReading:
+    """Everything one response says about quota.
+
+    A cooldown is set for a 429 (from ``retry-after``/``retry-after-ms``, else Codex's usage-limit
+    body, else the earliest reset of an empty bucket, else ``default_cooldown_s``) and for a rejected
+    subscription window whatever the status. Other statuses set none: a 529 is provider load, which
+    the daemon tracks as health, not quota.
+    """
+    now = _as_utc(now)
+    default_s = default_cooldown_s if math.isfinite(default_cooldown_s) else 0.0
+    # Real headers win over the copies OpenRouter puts in its error body.
+    h = {**_body_headers(error_body), **normalise_headers(headers)}
+    unified = _read_unified(h, now)
+    codex = _read_codex(h, now)
+    buckets = [
+        w
+        for w in (*_anthropic_api_windows(h, now), *_openai_windows(h, now), *_openrouter_windows(h, now))
+        if w is not None
+    ]
+    windows = [*buckets, *unified.windows, *codex.windows]
+    usage_limit = _codex_usage_limit(error_body, now) if status_code == 429 else None
+
+    stops = [
+        stop
+        for stop in (
+            # The quota stop comes first so that, on a tie, its more telling reason is kept.
+            _unified_stop(unified, status_code, now, default_s),
+            _rate_limited_stop(h, usage_limit, windows, now, default_s) if status_code == 429 else None,
+        )
+        if stop is not None
+    ]
+    stop = max(stops, key=lambda s: s.until) if stops else None
+    return HeaderReading(
+        windows=windows,
+        cooldown_until=stop.until if stop else None,
+        cooldown_reason=stop.reason if stop else None,
+        plan=_label(h.get("x-codex-plan-type")) or (usage_limit.plan if usage_limit else None),
+        credits={**_codex_credits(h), **unified.extras},
+        limit_names=codex.limit_names,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Applying a reading to a ProviderQuota (the library's calibrate / mark_throttled, made correct)
+
+
+def _is_newer(candidate: QuotaWindow, current: QuotaWindow) -> bool:
+    if candidate.updated_at is None:
+        return False
+    return current.updated_at is None or _as_utc(candidate.updated_at) > _as_utc(current.updated_at)
+
+
+def _extend_cooldown(q: ProviderQuota, until: datetime, reason: str) -> None:
+    # A cooldown only grows: a short retry-after arriving after a long usage-limit stop must not
+    # reopen a provider that is still refusing requests.
+    if q.cooldown_until is None or until > _as_utc(q.cooldown_until):
+        q.cooldown_until = until
+        q.cooldown_reason = reason
+
+
+def _live_windows(q: ProviderQuota, now: datetime) -> list[QuotaWindow]:
+    """Windows that bound this quota's scope now: its own scope or the account's, not yet reset."""
+    return [
+        w
+        for w in q.windows.values()
+        if w.scope in ("*", q.model_id) and (w.resets_at is None or _as_utc(w.resets_at) > now)
+    ]
+
+
+def _remaining_fraction(windows: list[QuotaWindow]) -> float:
+    fresh = [w for w in windows if not w.stale]
+    # Subscription allowances say how much is left; rate buckets are the only signal for API keys.
+    quota = [w for w in fresh if w.kind == WindowKind.QUOTA] or fresh
+    return min(w.pct_remaining for w in quota) / 100.0 if quota else -1.0
+
+
+def refresh_status(q: ProviderQuota, *, now: datetime) -> ProviderQuota:
+    """Recompute ``q.quota_pct`` and ``q.status`` from its windows and cooldown, in place."""
+    now = _as_utc(now)
+    live = _live_windows(q, now)
+    q.quota_pct = _remaining_fraction(live)
+    if q.status == ProviderStatus.UNAVAILABLE:
+        return q  # whether a provider can be used here is the daemon's call, not a header's
+    if q.cooldown_until is not None and _as_utc(q.cooldown_until) > now:
+        q.status = ProviderStatus.THROTTLED
+    elif any(w.kind == WindowKind.QUOTA and w.pct_used >= 100.0 for w in live):
+        q.status = ProviderStatus.EXHAUSTED
+    elif q.quota_pct < 0:
+        q.status = ProviderStatus.UNKNOWN
+    elif q.quota_pct < LOW_FRACTION:
+        q.status = ProviderStatus.LOW
+    else:
+        q.status = ProviderStatus.OK
+    return q
+
+
+def apply_reading(q: ProviderQuota, reading: HeaderReading, *, now: datetime) -> ProviderQuota:
+    """Merge a reading into ``q`` in place: newer windows replace older ones of the same key."""
+    for window in reading.windows:
+        current = q.windows.get(window.key)
+        if current is None or _is_newer(window, current):
+            q.windows[window.key] = window
+    if reading.cooldown_until is not None:
+        _extend_cooldown(q, reading.cooldown_until, reading.cooldown_reason or "cooling down")
+    return refresh_status(q, now=now)
+
+
+def calibrate(
+    q: ProviderQuota,
+    headers: Mapping[str, str],
+    *,
+    status_code: int = 200,
+    now: datetime | None = None,
+) -> ProviderQuota:
+    """The library's helper: update ``q`` (in place, and returned) from one response's headers."""
+    now = _as_utc(now) if now is not None else datetime.now(UTC)
+    return apply_reading(q, read_response(headers, status_code=status_code, now=now), now=now)
+
+
+def mark_throttled(
+    q: ProviderQuota, retry_after: float = 60.0, *, now: datetime | None = None
+) -> ProviderQuota:
+    """The library's helper: cool ``q`` down for ``retry_after`` seconds, in place, and return it.
+
+    Unlike the library, a zero, negative or non-finite ``retry_after`` starts no cooldown, so it
+    cannot leave a provider marked throttled with nothing to end it.
+    """
+    now = _as_utc(now) if now is not None else datetime.now(UTC)
+    seconds = _number(retry_after)
+    if seconds is not None and seconds > 0:
+        until = _after(now, seconds)
+        if until is not None:
+            _extend_cooldown(q, until, f"throttled (retry-after {_fmt_seconds(seconds)})")
+    return refresh_status(q, now=now)
