@@ -30,7 +30,9 @@ from bhogad import routing
 from bhogad.config import Config
 from bhogad.state import (
     Availability,
+    PollResult,
     ProviderState,
+    apply_poll,
     apply_turn,
     manual_windows,
     merge_windows,
@@ -185,6 +187,11 @@ class Daemon:
         merge_windows(p, manual_windows(params, kind, self.clock()))
         self.changed(params.provider, "manual")
         return self.quota(params.provider, params.model), self.writer.submit(dirty=(params.provider,))
+
+    def apply_poll(self, pid: str, result: PollResult) -> Ticket:
+        apply_poll(self.provider(pid), result)
+        self.changed(pid, "poll")
+        return self.writer.submit(dirty=(pid,))
 
     # -- events ----------------------------------------------------------------------------------
 

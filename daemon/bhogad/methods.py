@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -31,8 +32,6 @@ from bhogad.core import Daemon, InvalidInput
 from bhogad.rpc import Call, MethodSpec, RpcError
 from bhogad.writer import Ticket
 
-CAPABILITIES = [str(m) for m in Method if m not in (Method.REFRESH, Method.USAGE_SUMMARY, Method.METRICS)]
-
 
 def _invalid(exc: InvalidInput) -> RpcError:
     return RpcError(ErrorCode.INVALID_PARAMS, str(exc), exc.kind, **exc.data)
@@ -44,8 +43,14 @@ async def _durable(ticket: Ticket) -> None:
         raise RpcError(ErrorCode.APPLICATION, ticket.error, "storage_failed")
 
 
-def build(daemon: Daemon, server: Any) -> dict[str, MethodSpec[Any]]:
-    """``server`` supplies what only the transport knows: socket path, connection counts, subscribing."""
+Refresh = Callable[[str | None], Awaitable[list[ProviderQuota]]]
+
+
+def build(daemon: Daemon, server: Any, refresh: Refresh | None = None) -> dict[str, MethodSpec]:
+    """``server`` supplies what only the transport knows: socket path, connection counts, subscribing.
+
+    ``refresh`` runs discovery now (the poller's single-flight refresh); without it, no quota.refresh.
+    """
 
     async def hello(params: HelloParams, call: Call) -> Hello:
         if params.protocol != PROTOCOL_VERSION:
@@ -57,7 +62,7 @@ def build(daemon: Daemon, server: Any) -> dict[str, MethodSpec[Any]]:
                 protocol=PROTOCOL_VERSION,
             )
         return Hello(
-            protocol=PROTOCOL_VERSION, daemon_version=__version__, capabilities=CAPABILITIES, pid=os.getpid()
+            protocol=PROTOCOL_VERSION, daemon_version=__version__, capabilities=sorted(table), pid=os.getpid()
         )
 
     async def status(_: None, call: Call) -> DaemonStatus:
@@ -131,7 +136,16 @@ def build(daemon: Daemon, server: Any) -> dict[str, MethodSpec[Any]]:
         server.subscribe(call.conn)
         return Subscribed(subscribed=True, events=["quota.changed"])
 
-    return {
+    async def refresh_quotas(params: ProviderFilter, call: Call) -> list[ProviderQuota]:
+        assert refresh is not None
+        try:
+            if params.provider is not None:
+                daemon.provider(params.provider)
+            return await refresh(params.provider)
+        except InvalidInput as exc:
+            raise _invalid(exc) from exc
+
+    table: dict[str, MethodSpec] = {
         Method.HELLO: MethodSpec(HelloParams, hello),
         Method.STATUS: MethodSpec(None, status),
         Method.BEST_FOR: MethodSpec(ModelParams, best_for),
@@ -142,3 +156,6 @@ def build(daemon: Daemon, server: Any) -> dict[str, MethodSpec[Any]]:
         Method.LIST_QUOTAS: MethodSpec(ProviderFilter, list_quotas),
         Method.SUBSCRIBE: MethodSpec(None, subscribe),
     }
+    if refresh is not None:
+        table[Method.REFRESH] = MethodSpec(ProviderFilter, refresh_quotas)
+    return table

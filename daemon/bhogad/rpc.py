@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import msgspec
 import structlog
@@ -17,8 +17,6 @@ from bhoga import codec
 from bhoga.protocol import MAX_BATCH, ErrorCode, ErrorObject, IncomingRequest
 
 log = structlog.get_logger("bhogad.rpc")
-
-P = TypeVar("P")
 
 
 class Call:
@@ -48,18 +46,15 @@ class RpcError(Exception):
         return ErrorObject(code=self.code, message=str(self), data={"kind": self.kind, **self.data})
 
 
-class MethodSpec(Generic[P]):
+class MethodSpec:
     __slots__ = ("decoder", "fields", "handler", "params_type")
 
-    def __init__(self, params_type: type[P] | None, handler: Handler) -> None:
+    def __init__(self, params_type: type[msgspec.Struct] | None, handler: Handler) -> None:
         self.params_type = params_type
         self.handler = handler
         self.decoder = msgspec.json.Decoder(params_type) if params_type is not None else None
-        self.fields = (
-            tuple(f.encode_name for f in msgspec.structs.fields(params_type))
-            if params_type is not None
-            else ()
-        )
+        fields = msgspec.structs.fields(params_type) if params_type is not None else ()
+        self.fields = tuple(f.encode_name for f in fields)
 
     def decode_params(self, raw: msgspec.Raw | msgspec.UnsetType) -> Any:
         if self.decoder is None or self.params_type is None:
@@ -102,7 +97,7 @@ def error(request_id: int | str | None, code: int, message: str, kind: str | Non
 
 
 class Dispatcher:
-    def __init__(self, methods: dict[str, MethodSpec[Any]]) -> None:
+    def __init__(self, methods: dict[str, MethodSpec]) -> None:
         self.methods = methods
 
     async def handle_line(self, line: bytes, ctx: Any) -> bytes | None:

@@ -66,6 +66,16 @@ class ProviderState(msgspec.Struct, kw_only=True):
     detected: Availability | None = None
 
 
+class PollResult(msgspec.Struct, kw_only=True):
+    """What one discovery run of one provider found."""
+
+    at: datetime
+    availability: Availability
+    windows: list[QuotaWindow] = msgspec.field(default_factory=list)
+    #: Why the poll failed, in words a person can act on ("token expired — run `claude`"); None if ok.
+    error: str | None = None
+
+
 def new_provider(pid: str) -> ProviderState:
     return ProviderState(id=pid)
 
@@ -85,6 +95,14 @@ def merge_windows(p: ProviderState, windows: list[QuotaWindow]) -> bool:
         p.windows[key] = window
         changed = True
     return changed
+
+
+def apply_poll(p: ProviderState, result: PollResult) -> None:
+    """Fold a discovery run in. A failed run keeps the last good windows; they age into staleness."""
+    p.detected = result.availability
+    p.last_poll_at = result.at
+    p.last_poll_error = result.error
+    merge_windows(p, result.windows)
 
 
 def extend_cooldown(p: ProviderState, until: datetime, reason: str) -> bool:
