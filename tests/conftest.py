@@ -59,14 +59,14 @@ class DaemonProcess:
 
     def start(self, wait: bool = True, args: list[str] | None = None) -> None:
         (self.root / "run").mkdir(mode=0o700, exist_ok=True)
-        self._log_file = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bhogad", "--log-json", "--log-level", "debug", *(args or [])],
-            env=self.env,
-            stdout=self._log_file,
-            stderr=self._log_file,
-            stdin=subprocess.DEVNULL,
-        )
+        with self.log.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bhogad", "--log-json", "--log-level", "debug", *(args or [])],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
         if wait:
             self.wait_ready()
 
@@ -104,9 +104,7 @@ class DaemonProcess:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        code = self.proc.wait(timeout)
-        self._log_file.close()
-        return code
+        return self.proc.wait(timeout)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

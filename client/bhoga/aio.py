@@ -19,7 +19,7 @@ from bhoga import codec, paths
 from bhoga.client import IDEMPOTENT, decode_result, turn_params
 from bhoga.errors import ClientTimeout, DaemonNotRunning, ProtocolError, remote_error
 from bhoga.protocol import (
-    MAX_LINE_BYTES,
+    MAX_REPLY_BYTES,
     PROTOCOL_VERSION,
     Hello,
     Method,
@@ -43,7 +43,7 @@ class AsyncRouter:
     async def _connect(self) -> None:
         try:
             self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(os.fspath(self.socket_path), limit=MAX_LINE_BYTES + 1),
+                asyncio.open_unix_connection(os.fspath(self.socket_path), limit=MAX_REPLY_BYTES + 1),
                 self.timeout,
             )
         except (FileNotFoundError, ConnectionRefusedError) as exc:
@@ -183,7 +183,7 @@ async def subscribe(socket_path: str | os.PathLike[str] | None = None) -> Any:
     """Yield ``QuotaChanged`` events as the daemon pushes them (an async generator on its own connection)."""
     path = os.fspath(paths.socket_path(socket_path))
     try:
-        reader, writer = await asyncio.open_unix_connection(path, limit=MAX_LINE_BYTES + 1)
+        reader, writer = await asyncio.open_unix_connection(path, limit=MAX_REPLY_BYTES + 1)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         raise DaemonNotRunning(path, exc.strerror or "") from None
     decoder = msgspec.json.Decoder(QuotaChanged)

@@ -26,7 +26,7 @@ import msgspec
 from bhoga import codec, paths
 from bhoga.errors import ClientTimeout, DaemonNotRunning, ProtocolError, remote_error
 from bhoga.protocol import (
-    MAX_LINE_BYTES,
+    MAX_REPLY_BYTES,
     PROTOCOL_VERSION,
     DaemonStatus,
     Hello,
@@ -199,6 +199,10 @@ class Router:
         with self._lock:
             self._disconnect()
 
+    def __del__(self) -> None:
+        # Without this a forgotten Router leaks its socket until the process ends.
+        self._disconnect()
+
     def __enter__(self) -> Router:
         return self
 
@@ -235,7 +239,7 @@ class Router:
         raise AssertionError("unreachable")
 
     def _read_reply(self, request_id: int, result_type: Any) -> Any:
-        line = self._file.readline(MAX_LINE_BYTES + 1)
+        line = self._file.readline(MAX_REPLY_BYTES + 1)
         if not line:
             raise EOFError("daemon closed the connection")
         if not line.endswith(b"\n"):

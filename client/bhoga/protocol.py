@@ -20,6 +20,8 @@ PROTOCOL_VERSION: Final = 1
 
 #: Longest request line the daemon accepts, newline included.
 MAX_LINE_BYTES: Final = 1 << 20
+#: Longest reply a client reads: replies (a ledger page, a full ranking) may be far larger than requests.
+MAX_REPLY_BYTES: Final = 64 << 20
 #: Most entries in one JSON-RPC batch.
 MAX_BATCH: Final = 64
 

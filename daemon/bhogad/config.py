@@ -6,6 +6,7 @@ fields it sets, so ``providers: {claude_code: {priority: 5}}`` keeps every other
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,15 @@ def build(overrides: dict[str, Any] | None = None) -> Config:
     raw = _merge(msgspec.to_builtins(Config()), {"providers": DEFAULT_PROVIDERS})
     if overrides:
         raw = _merge(raw, overrides)
+    providers = raw.get("providers")
+    if isinstance(providers, dict):
+        # msgspec hides dict keys in error paths (``$.providers[...]``); check each entry on its own
+        # so the error names the provider, and the config loader can point at its line.
+        for pid, entry in providers.items():
+            try:
+                msgspec.convert(entry, ProviderConfig)
+            except msgspec.ValidationError as exc:
+                raise msgspec.ValidationError(str(exc).replace("`$", f"`$.providers.{pid}")) from None
     return msgspec.convert(raw, Config)
 
 
@@ -168,6 +178,10 @@ def load(path: Path | None) -> Config:
     except msgspec.ValidationError as exc:
         message = str(exc)
         _, _, where = message.rpartition(" - at `")
-        line = _line_of(text, where.rstrip("`")) if where else None
+        path_to = where.rstrip("`")
+        unknown = re.search(r"unknown field `([^`]+)`", message)
+        if unknown:
+            path_to += "." + unknown.group(1)
+        line = _line_of(text, path_to) if where else None
         return_line = f":{line}" if line else ""
         raise ConfigError(f"{path}{return_line}: {message}") from exc

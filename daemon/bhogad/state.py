@@ -60,7 +60,8 @@ class ProviderState(msgspec.Struct, kw_only=True):
     n_requests: int = 0
     consumed: int = 0
     last_turn_at: datetime | None = None
-    last_success_at: datetime | None = None
+    #: When the provider last accepted a harness's credentials (any 2xx/3xx, or a 429: limited, not refused).
+    accepted_at: datetime | None = None
     last_poll_at: datetime | None = None
     last_poll_error: str | None = None
     detected: Availability | None = None
@@ -156,12 +157,13 @@ def apply_turn(p: ProviderState, turn: Turn, reading: HeaderReading, now: dateti
     if reading.cooldown_until is not None and reading.cooldown_until > now:
         extend_cooldown(p, reading.cooldown_until, reading.cooldown_reason or f"HTTP {turn.status_code}")
     code = turn.status_code
+    if 200 <= code < 400 or code == 429:
+        p.accepted_at = at
     if 200 <= code < 400:
         # One success restores health and proves the harness's credentials work.
         p.consecutive_failures = 0
         p.last_error = None
         p.auth_failed_at = None
-        p.last_success_at = at
     elif code in (401, 403):
         p.auth_failed_at = at
         p.last_error = f"HTTP {code}: credentials refused"
@@ -229,8 +231,8 @@ def availability(p: ProviderState, pcfg: ProviderConfig | None, cfg: Config, now
     if p.auth_failed_at is not None:
         return Availability(available=False, reason="credentials refused (HTTP 401/403); log in again")
     evidence = timedelta(seconds=cfg.routing.turn_evidence_s)
-    if p.last_success_at is not None and now - p.last_success_at <= evidence:
-        return Availability(available=True, reason="a harness reported successful calls")
+    if p.accepted_at is not None and now - p.accepted_at <= evidence:
+        return Availability(available=True, reason="a harness reported calls it made")
     if any(w.source is Source.MANUAL for w in p.windows.values()):
         return Availability(available=True, reason="quota set by hand")
     if p.detected is not None:
@@ -311,7 +313,7 @@ def provider_quota(
         kind=pcfg.kind if pcfg else ProviderKind.API_KEY,
         priority=pcfg.priority if pcfg else 99,
         available=view.available,
-        reason=view.blocking or view.reason,
+        reason=(view.blocking or view.reason) if view.available else view.reason,
         status=view.status,
         quota_pct=view.quota_pct,
         windows={w.key: w for w in view.windows},

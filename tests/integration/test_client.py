@@ -1,0 +1,159 @@
+"""The real client against a real daemon: the library's API, reconnects, threads, fork, asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from typing import Any
+
+import pytest
+
+import bhoga
+from bhoga import DaemonNotRunning, InvalidParams, ProviderStatus, Router
+from bhoga.aio import AsyncRouter, subscribe
+from tests.conftest import DaemonProcess
+
+
+def test_library_api_round_trip(daemon: DaemonProcess) -> None:
+    with daemon.router() as router:
+        assert router.best_for("claude-opus-4") is None  # nothing available on a bare machine
+        router.set_quota("claude_code", 90.0, weekly_pct=60.0)
+        router.set_quota("anthropic_api", pct_remaining=75.0)
+        rec = router.best_for("claude-opus-4")
+        assert rec is not None
+        assert (rec.provider_id, rec.model_id, rec.hermes_model, rec.priority) == (
+            "anthropic_api",
+            "claude-opus-4",
+            "claude-opus-4",
+            2,
+        )
+        assert rec.quota_pct == pytest.approx(0.75) and rec.status is ProviderStatus.OK
+        quotas = router.quotas()
+        assert quotas["claude_code:*"].windows["weekly"].pct_remaining == pytest.approx(60.0)
+        assert quotas["claude_code:*"].quota_pct == pytest.approx(0.60)
+
+
+def test_documented_override_pattern_takes_effect(daemon: DaemonProcess) -> None:
+    """§7 item 19: best_for → set_quota → best_for used to have no effect."""
+    with daemon.router() as router:
+        router.set_quota("claude_code", 80)
+        router.set_quota("anthropic_api", 50)
+        first = router.best_for("claude-opus-4")
+        router.record_turn("claude_code", "claude-opus-4", 100, 20, wait=True)
+        router.set_quota("claude_code", 5, weekly_pct=5)
+        second = router.best_for("claude-opus-4")
+    assert first is not None and first.provider_id == "claude_code"
+    assert second is not None and second.provider_id == "anthropic_api"
+
+
+def test_set_quota_rejects_out_of_range_as_value_error(daemon: DaemonProcess) -> None:
+    with daemon.router() as router, pytest.raises(ValueError, match="0–100"):
+        router.set_quota("claude_code", 101)
+    with daemon.router() as router, pytest.raises(InvalidParams) as info:
+        router.set_quota("no-such-provider", 50)
+    assert info.value.kind == "unknown_provider"
+
+
+def test_record_turn_is_fire_and_forget_yet_nothing_is_lost(daemon: DaemonProcess) -> None:
+    with daemon.router() as router:
+        for i in range(300):
+            router.record_turn("anthropic_api", "claude-opus-4", i, 1, {"X-Ignored": "1"}, 200, agent="a")
+        stored = router.turns(limit=1000)  # a request on the same connection: answered after the turns
+    assert [t.input_tokens for t in stored] == list(range(300))
+    assert all(t.agent == "a" for t in stored)
+
+
+def test_daemon_not_running_names_the_socket_and_the_fix(tmp_root: Any) -> None:
+    path = tmp_root / "nothing.sock"
+    with pytest.raises(DaemonNotRunning) as info, Router(socket_path=path) as router:
+        router.best_for("gpt-5.4")
+    message = str(info.value)
+    assert str(path) in message and "bhogad" in message
+    # record_turn without wait must not raise into a harness's hot path; it counts the drop.
+    router = Router(socket_path=path)
+    assert router.record_turn("openai_api", "gpt-5.4", 1, 1) is None
+    assert router.dropped_turns == 1
+
+
+def test_reconnects_after_a_daemon_restart(daemon: DaemonProcess) -> None:
+    router = daemon.router()
+    router.set_quota("claude_code", 40)
+    daemon.restart()
+    # The old connection is dead; the next call reconnects and sees the persisted quota.
+    assert router.quotas()["claude_code:*"].quota_pct == pytest.approx(0.40)
+    router.close()
+
+
+def test_thread_safe_shared_router(daemon: DaemonProcess) -> None:
+    router = daemon.router()
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(100):
+                router.record_turn("anthropic_api", f"m{n}", i, 0, wait=(i % 10 == 0))
+                assert router.best_for("claude-opus-4") is not None
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    turns = router.turns(limit=5000)
+    router.close()
+    assert len(turns) == 800
+    for n in range(8):  # each thread's turns arrived in its own order
+        assert [t.input_tokens for t in turns if t.model == f"m{n}"] == list(range(100))
+
+
+def test_fork_child_gets_its_own_connection(daemon: DaemonProcess) -> None:
+    router = daemon.router()
+    router.set_quota("claude_code", 70)
+    pid = os.fork()
+    if pid == 0:  # child: use the inherited router
+        code = 0
+        try:
+            router.set_quota("openai-codex", 33)
+            if router.quotas()["openai-codex:*"].quota_pct != pytest.approx(0.33):
+                code = 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's connection was not disturbed by the child.
+    assert router.quotas()["openai-codex:*"].quota_pct == pytest.approx(0.33)
+    router.close()
+
+
+def test_async_router_and_events(daemon: DaemonProcess) -> None:
+    async def main() -> None:
+        events = subscribe(daemon.socket)
+        first = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.3)  # let the subscription reach the daemon
+        async with AsyncRouter(socket_path=daemon.socket) as router:
+            await router.set_quota("claude_code", 55)
+            event = await asyncio.wait_for(first, 10)
+            assert event.provider == "claude_code" and event.cause == "manual"
+            assert event.quota.quota_pct == pytest.approx(0.55)
+            turn_id = await router.record_turn("claude_code", "claude-opus-4", 10, 5)
+            rec = await router.best_for("claude-opus-4")
+        await events.aclose()
+        assert turn_id == 1
+        assert rec is not None and rec.provider_id == "claude_code"
+
+    asyncio.run(main())
+
+
+def test_import_bhoga_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, bhoga; print(' '.join(m for m in ('anyio','structlog','yaml','httpx','bhogad','ruamel') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    assert callable(bhoga.model_family) and callable(bhoga.calibrate)
