@@ -118,6 +118,20 @@ class HermesPlan(msgspec.Struct, frozen=True, kw_only=True):
         """What decides the file's content: equal signatures need no rewrite."""
         return (self.main, self.api_mode, self.fallbacks, self.aux_tasks)
 
+    def without(self, providers: frozenset[str], why: str) -> HermesPlan | None:
+        """The plan with routes to ``providers`` dropped (the next one up becomes main), or None."""
+        routes = [r for r in (self.main, *self.fallbacks) if r.provider not in providers]
+        if not routes:
+            return None
+        dropped = tuple(f"{r.source}: {why}" for r in (self.main, *self.fallbacks) if r.provider in providers)
+        return msgspec.structs.replace(
+            self,
+            main=routes[0],
+            api_mode=hermes_api_mode(routes[0].provider, routes[0].model),
+            fallbacks=tuple(routes[1:]),
+            skipped=self.skipped + dropped,
+        )
+
 
 class HermesApplyResult(msgspec.Struct, kw_only=True):
     """The outcome of one apply; ``ok`` is what ``apply_to_hermes`` returns."""
@@ -472,8 +486,33 @@ class _Edit:
 
 class EditOutcome(msgspec.Struct, kw_only=True):
     text: str
+    #: The plan as written: routes to providers this config disables are taken out.
+    plan: HermesPlan
     removed: list[str]
     warnings: list[str]
+
+
+def _respect_disabled(doc: Any, plan: HermesPlan) -> HermesPlan:
+    """Leave out providers the user switched off in Hermes (``providers.<id>.enabled: false``).
+
+    That flag is the one part of a ``providers.<built-in id>`` block Hermes honours: it refuses to
+    start on such a provider ("provider 'x' is disabled"), so routing Hermes there would break it.
+    """
+    providers = doc.get("providers")
+    if not isinstance(providers, dict):
+        return plan
+    off = frozenset(
+        str(k).strip().lower()
+        for k, v in providers.items()
+        if isinstance(v, dict) and v.get("enabled") is False
+    )
+    if not off & {r.provider for r in (plan.main, *plan.fallbacks)}:
+        return plan
+    kept = plan.without(off, "disabled in this Hermes config (providers.<id>.enabled: false)")
+    if kept is None:
+        names = ", ".join(sorted(off))
+        raise HermesConfigError(f"every provider bhoga would use is disabled here (providers: {names})")
+    return kept
 
 
 def edit_hermes_config(text: str, plan: HermesPlan) -> EditOutcome:
@@ -498,6 +537,7 @@ def edit_hermes_config(text: str, plan: HermesPlan) -> EditOutcome:
         doc = CommentedMap()
     elif not isinstance(doc, dict):
         raise HermesConfigError(f"the top level is a {type(doc).__name__}, not a mapping")
+    plan = _respect_disabled(doc, plan)
     edit = _Edit(doc, plan)
     old_version, added_version = edit.version()
     edit.summary_keys(old_version)
@@ -519,7 +559,9 @@ def edit_hermes_config(text: str, plan: HermesPlan) -> EditOutcome:
     body = out.getvalue()
     if preamble:
         body = preamble.rstrip("\n") + "\n" + body
-    return EditOutcome(text=body.replace("\n", newline), removed=edit.removed, warnings=edit.warnings)
+    return EditOutcome(
+        text=body.replace("\n", newline), plan=plan, removed=edit.removed, warnings=edit.warnings
+    )
 
 
 def unified_diff(before: str, after: str, path: str) -> str:
@@ -673,10 +715,10 @@ def write_plan(path: Path, plan: HermesPlan, *, dry_run: bool = False) -> Hermes
         result = HermesApplyResult(
             ok=True,
             path=shown,
-            reason=_summary(plan, changed, dry_run),
+            reason=_summary(outcome.plan, changed, dry_run),
             changed=changed,
             dry_run=dry_run,
-            plan=plan,
+            plan=outcome.plan,
             removed=outcome.removed,
             warnings=outcome.warnings,
             diff=unified_diff(before, outcome.text, shown) if changed else "",
@@ -729,9 +771,9 @@ def write_hermes_config(
     if isinstance(plan, str):
         return HermesApplyResult(ok=False, path=str(path), reason=plan)
     result = write_plan(path, plan, dry_run=dry_run)
-    home = path.parent
-    for route in (plan.main, *plan.fallbacks):
-        problem = hermes_credential_problem(route.provider, home=home)
+    written = result.plan or plan
+    for route in (written.main, *written.fallbacks):
+        problem = hermes_credential_problem(route.provider, home=path.parent)
         if problem:
             result.warnings.append(f"{route.provider}: {problem}")
     return result

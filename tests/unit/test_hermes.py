@@ -382,6 +382,21 @@ def test_dead_summary_keys_when_bhoga_pins_compression() -> None:
     assert "summary_provider" not in data["compression"]
 
 
+def test_providers_disabled_in_hermes_are_left_out() -> None:
+    """``providers.<id>.enabled: false`` makes Hermes refuse that provider, so bhoga routes around it."""
+    text = "providers:\n  copilot:\n    enabled: false\n"
+    outcome = edit_hermes_config(text, plan(eligible=("github-copilot", "claude_code", "openrouter")))
+    data = load(outcome.text)
+    assert (data["model"]["provider"], data["model"]["api_mode"]) == ("anthropic", "anthropic_messages")
+    assert [f["provider"] for f in data["fallback_providers"]] == ["openrouter"]
+    assert outcome.plan.skipped == (
+        "github-copilot: disabled in this Hermes config (providers.<id>.enabled: false)",
+    )
+    assert data["providers"] == {"copilot": {"enabled": False}}
+    with pytest.raises(HermesConfigError, match="disabled"):
+        edit_hermes_config(text, plan(eligible=("github-copilot",)))
+
+
 def test_missing_config_version_is_written_last() -> None:
     data = load(edit_hermes_config("model:\n  default: x\nterminal: {}\n", plan()).text)
     assert list(data)[-1] == "_config_version" and data["_config_version"] == HERMES_CONFIG_VERSION
