@@ -4,13 +4,18 @@ Startup order matters: the instance lock comes before the socket path is touched
 can never unlink the first one's socket), and the store is loaded before the first request is read.
 SIGTERM stops accepting, answers every line already read, flushes the store and exits 0.
 SIGHUP reloads config.yaml; a bad file keeps the running config and says why in the log.
+
+Under a service manager the listening socket may be inherited (socket activation); then the manager
+owns the file and we never delete it. The manager hears READY once the listener is live, RELOADING and
+READY around a reload, STOPPING on stop, and watchdog pings from the event loop.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -21,7 +26,9 @@ from bhoga.paths import check_socket_path_length
 from bhogad import config as config_mod
 from bhogad import methods
 from bhogad.core import Daemon
+from bhogad.platform import listen
 from bhogad.platform.lock import UnsafeDirectory, acquire, ensure_private_dir
+from bhogad.platform.notify import Notifier
 from bhogad.rpc import Dispatcher
 from bhogad.server import Server, bind_unix
 from bhogad.store import Store
@@ -44,8 +51,15 @@ class App:
     def __init__(self, opts: Options, cfg: config_mod.Config) -> None:
         self.opts = opts
         self.cfg = cfg
+        self.notifier = Notifier.from_environ()
 
     async def run(self) -> None:
+        try:
+            inherited = listen.inherited_socket()
+        except listen.ActivationError as exc:
+            raise StartupError(str(exc)) from exc
+        if inherited is not None:
+            self._adopt(inherited)
         opts = self.opts
         try:
             check_socket_path_length(opts.socket_path)
@@ -53,16 +67,34 @@ class App:
         except (ValueError, OSError, UnsafeDirectory) as exc:
             raise StartupError(str(exc)) from exc
         lock_fd = acquire(opts.socket_path.with_name(opts.socket_path.name + ".lock"))
-        try:
-            sock, identity = bind_unix(opts.socket_path)
-        except OSError as exc:
-            os.close(lock_fd)
-            raise StartupError(f"cannot listen on {opts.socket_path}: {exc}") from exc
+        identity: tuple[int, int] | None = None  # set only for a socket file we created ourselves
+        if inherited is not None:
+            sock = inherited
+        else:
+            try:
+                sock, identity = bind_unix(opts.socket_path)
+            except OSError as exc:
+                os.close(lock_fd)
+                raise StartupError(f"cannot listen on {opts.socket_path}: {exc}") from exc
         try:
             await self._serve(sock)
         finally:
-            self._remove_socket(identity)
+            if identity is not None:
+                self._remove_socket(identity)
             os.close(lock_fd)
+
+    def _adopt(self, sock: socket.socket) -> None:
+        # Clients reach us where the manager bound; the lock and `daemon.status` must say the same.
+        path = listen.socket_path(sock)
+        log.info("serving an inherited socket", socket=path, configured=str(self.opts.socket_path))
+        if path is not None and Path(path) != self.opts.socket_path:
+            log.warning(
+                "the service manager's socket is not the configured one; clients using the configured "
+                "path will not find this daemon",
+                socket=path,
+                configured=str(self.opts.socket_path),
+            )
+            self.opts = replace(self.opts, socket_path=Path(path))
 
     def _remove_socket(self, identity: tuple[int, int]) -> None:
         # Only our own file: if something replaced it, it is not ours to delete.
@@ -88,6 +120,7 @@ class App:
             listener = await anyio.abc.SocketListener.from_socket(sock)  # type: ignore[arg-type]
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.writer.run)
+                tg.start_soon(self._watchdog)
                 async with anyio.create_task_group() as conns:
                     tg.start_soon(self._signals, server, daemon, conns)
                     conns.start_soon(server.serve, listener, conns)
@@ -98,6 +131,7 @@ class App:
                         config=str(self.opts.config_path) if self.opts.config_path else None,
                         pid=os.getpid(),
                     )
+                    self.notifier.ready(f"serving on {self.opts.socket_path}")
                 await listener.aclose()
                 with anyio.CancelScope(shield=True):
                     await daemon.writer.flush()
@@ -116,6 +150,7 @@ class App:
                     conns.cancel_scope.cancel()
                 else:
                     log.info("stopping", signal=signal.Signals(signum).name)
+                    self.notifier.stopping(f"stopping: answering {server.connection_count} connections")
                     server.stop()
                     conns.start_soon(self._grace_then_cancel, conns)
 
@@ -124,14 +159,26 @@ class App:
         log.warning("grace period over: closing remaining connections")
         conns.cancel_scope.cancel()
 
+    async def _watchdog(self) -> None:
+        # Pinged from the loop, not a thread: a wedged loop must stop the pings and get us restarted.
+        period = self.notifier.watchdog_s
+        if period is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await anyio.sleep(period)
+
     async def _reload(self, server: Server, daemon: Daemon) -> None:
+        self.notifier.reloading()
         try:
             new = await anyio.to_thread.run_sync(config_mod.load, self.opts.config_path)
         except config_mod.ConfigError as exc:
             log.error("reload failed; keeping the running config", error=str(exc))
+            self.notifier.ready(f"reload failed, running the previous config: {exc}")
             return
         self.cfg = new
         daemon.cfg = new
         server.limits = new.server
         daemon.detect_keys(os.environ)
         log.info("config reloaded", config=str(self.opts.config_path))
+        self.notifier.ready(f"config reloaded; serving on {self.opts.socket_path}")
