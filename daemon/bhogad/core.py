@@ -28,6 +28,7 @@ from bhoga.protocol import (
 
 from bhogad import routing
 from bhogad.config import Config
+from bhogad.metrics import Metrics
 from bhogad.state import (
     Availability,
     PollResult,
@@ -89,6 +90,7 @@ class Daemon:
         self._signatures: dict[str, tuple[object, ...]] = {}
         self.started_at = clock()
         self.turns_stored = 0
+        self.metrics = Metrics()
 
     def load(self) -> list[str]:
         """Read the store into memory; returns notes about anything that could not be read."""
@@ -156,6 +158,7 @@ class Daemon:
             default_cooldown_s=self.cfg.routing.default_cooldown_s,
         )
         apply_turn(p, turn, reading, now)
+        self.metrics.count_turn(turn.provider, turn.status_code)
         turn_id = self.next_turn_id
         self.next_turn_id += 1
         row = TurnRow(
@@ -190,6 +193,7 @@ class Daemon:
 
     def apply_poll(self, pid: str, result: PollResult) -> Ticket:
         apply_poll(self.provider(pid), result)
+        self.metrics.count_poll(pid, result.error is None)
         self.changed(pid, "poll")
         return self.writer.submit(dirty=(pid,))
 

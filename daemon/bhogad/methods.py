@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import structlog
 from bhoga.protocol import (
     PROTOCOL_VERSION,
     DaemonStatus,
@@ -29,7 +32,8 @@ from bhoga.protocol import (
 
 from bhogad import __version__
 from bhogad.core import Daemon, InvalidInput
-from bhogad.rpc import Call, MethodSpec, RpcError
+from bhogad.metrics import Metrics, render
+from bhogad.rpc import Call, Handler, MethodSpec, RpcError
 from bhogad.writer import Ticket
 
 
@@ -41,6 +45,26 @@ async def _durable(ticket: Ticket) -> None:
     await ticket.wait()
     if ticket.error is not None:
         raise RpcError(ErrorCode.APPLICATION, ticket.error, "storage_failed")
+
+
+_request_ids = itertools.count(1)
+
+
+def _observed(method: str, handler: Handler, metrics: Metrics) -> Handler:
+    """Time every call for the latency histogram and give its log lines a request id to grep by."""
+
+    async def observed(params: Any, call: Call) -> Any:
+        started = time.perf_counter()
+        failed = True
+        with structlog.contextvars.bound_contextvars(req=f"{next(_request_ids):x}", rpc=method):
+            try:
+                result = await handler(params, call)
+                failed = False
+                return result
+            finally:
+                metrics.observe_rpc(method, time.perf_counter() - started, failed)
+
+    return observed
 
 
 Refresh = Callable[[str | None], Awaitable[list[ProviderQuota]]]
@@ -145,9 +169,21 @@ def build(daemon: Daemon, server: Any, refresh: Refresh | None = None) -> dict[s
         except InvalidInput as exc:
             raise _invalid(exc) from exc
 
+    async def metrics_text(_: None, call: Call) -> str:
+        return render(
+            daemon.metrics,
+            daemon.quotas(),
+            daemon.clock(),
+            version=__version__,
+            started_at=daemon.started_at,
+            connections=server.connection_count,
+            subscribers=len(daemon.subscribers),
+        )
+
     table: dict[str, MethodSpec] = {
         Method.HELLO: MethodSpec(HelloParams, hello),
         Method.STATUS: MethodSpec(None, status),
+        Method.METRICS: MethodSpec(None, metrics_text),
         Method.BEST_FOR: MethodSpec(ModelParams, best_for),
         Method.RANK: MethodSpec(ModelParams, rank),
         Method.RECORD_TURN: MethodSpec(Turn, record_turn),
@@ -158,4 +194,6 @@ def build(daemon: Daemon, server: Any, refresh: Refresh | None = None) -> dict[s
     }
     if refresh is not None:
         table[Method.REFRESH] = MethodSpec(ProviderFilter, refresh_quotas)
+    for name, spec in table.items():
+        spec.handler = _observed(name, spec.handler, daemon.metrics)
     return table
