@@ -133,7 +133,8 @@ def _report(result: HermesApplyResult, args: argparse.Namespace, out: TextIO) ->
     for line in plan.skipped if plan else ():
         out.write(f"  not a fallback: {line}\n")
     if result.removed:
-        out.write(f"  removed: {', '.join(result.removed)}\n")
+        verb = "would remove" if result.dry_run else "removed"
+        out.write(f"  {verb}: {', '.join(result.removed)}\n")
     if result.backup:
         out.write(f"  previous file: {result.backup}\n")
     for warning in result.warnings:
