@@ -1,9 +1,10 @@
 """Does Hermes itself understand what apply_to_hermes writes?
 
-Installs the pinned ``hermes-agent`` from PyPI into its own venv (cached in ``.cache/hermes-venv``;
-delete it to rebuild), writes configs with ``apply_to_hermes`` for every provider bhoga routes to,
-and has Hermes's own loader resolve them (``probe.py``) with the network blocked: provider id,
-api_mode, base URL, the model name Hermes sends, the fallback chain and the auxiliary tasks.
+Installs the pinned ``hermes-agent`` from PyPI into its own venv (cached in ``.cache/hermes-venv``,
+or ``$BHOGA_HERMES_VENV``; delete it to rebuild), writes configs with ``apply_to_hermes`` for every
+provider bhoga routes to, and has Hermes's own loader resolve them (``probe.py``) with the network
+blocked: provider id, api_mode, base URL, the model name Hermes sends, the fallback chain and the
+auxiliary tasks.
 
 The venv install is the only step that needs the network. It skips (with the reason) only when PyPI
 cannot be reached, and never when ``CI`` is set: there, an unreachable index is a failure.
@@ -37,7 +38,8 @@ from bhoga.hermes import (
 from bhoga.protocol import Candidate, Ranking
 
 REPO = Path(__file__).resolve().parents[2]
-VENV = REPO / ".cache" / "hermes-venv"
+#: Where the venv is cached; ``BHOGA_HERMES_VENV`` moves it (a CI cache directory, say).
+VENV = Path(os.environ.get("BHOGA_HERMES_VENV") or REPO / ".cache" / "hermes-venv")
 PROBE = Path(__file__).with_name("probe.py")
 PIN = f"hermes-agent=={HERMES_VERSION}"
 
@@ -73,10 +75,10 @@ def _python_in(venv: Path) -> Path:
 @pytest.fixture(scope="session")
 def hermes_python() -> Iterator[Path]:
     stamp = f"{PIN}\n{_base_python()}\n"
-    VENV.parent.mkdir(exist_ok=True)
+    VENV.parent.mkdir(parents=True, exist_ok=True)
     # One builder at a time (parallel test runs share the cache); the stamp is written last, so a
     # half-built venv is never mistaken for a good one.
-    with open(VENV.parent / "hermes-venv.lock", "w") as lock:
+    with open(VENV.with_name(VENV.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         marker = VENV / ".bhoga-stamp"
         if not (marker.exists() and marker.read_text() == stamp and _python_in(VENV).exists()):
