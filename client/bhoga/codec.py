@@ -40,6 +40,13 @@ class LineReader:
         :raises LineTooLong: when the unfinished line exceeds the limit. Lines completed before it
             in the same chunk are lost with it; the connection is closed after that anyway.
         """
+        if not self._buffer and data[-1:] == b"\n":
+            # The common case: whole lines arrived at once; no copy into the buffer needed.
+            whole = data.split(b"\n")
+            whole.pop()
+            if any(len(line) > self._max_line for line in whole):
+                raise LineTooLong
+            return whole
         self._buffer += data
         if b"\n" not in data:
             if len(self._buffer) > self._max_line:

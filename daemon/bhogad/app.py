@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
-import anyio.abc
 import structlog
 from bhoga.paths import check_socket_path_length
 
@@ -105,7 +104,7 @@ class App:
         except FileNotFoundError:
             pass
 
-    async def _serve(self, sock: object) -> None:
+    async def _serve(self, sock: socket.socket) -> None:
         store = await anyio.to_thread.run_sync(Store.open, self.opts.state_dir, self.cfg.store.synchronous)
         if store.quarantine:
             log.error("the state store could not be used and was moved aside", detail=store.quarantine)
@@ -116,23 +115,21 @@ class App:
             server = Server(
                 daemon, Dispatcher({}), self.cfg.server, self.opts.socket_path, self.opts.config_path
             )
-            server.dispatcher = Dispatcher(methods.build(daemon, server))
-            listener = await anyio.abc.SocketListener.from_socket(sock)  # type: ignore[arg-type]
+            server.dispatcher = Dispatcher(methods.build(daemon, server), observe=daemon.metrics.observe_rpc)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.writer.run)
                 tg.start_soon(self._watchdog)
-                async with anyio.create_task_group() as conns:
-                    tg.start_soon(self._signals, server, daemon, conns)
-                    conns.start_soon(server.serve, listener, conns)
-                    log.info(
-                        "ready",
-                        socket=str(self.opts.socket_path),
-                        state=str(store.path),
-                        config=str(self.opts.config_path) if self.opts.config_path else None,
-                        pid=os.getpid(),
-                    )
-                    self.notifier.ready(f"serving on {self.opts.socket_path}")
-                await listener.aclose()
+                tg.start_soon(self._signals, server, daemon)
+                await server.start(sock)
+                log.info(
+                    "ready",
+                    socket=str(self.opts.socket_path),
+                    state=str(store.path),
+                    config=str(self.opts.config_path) if self.opts.config_path else None,
+                    pid=os.getpid(),
+                )
+                self.notifier.ready(f"serving on {self.opts.socket_path}")
+                await server.closed()
                 with anyio.CancelScope(shield=True):
                     await daemon.writer.flush()
                 tg.cancel_scope.cancel()
@@ -140,24 +137,19 @@ class App:
         finally:
             store.close()
 
-    async def _signals(self, server: Server, daemon: Daemon, conns: anyio.abc.TaskGroup) -> None:
+    async def _signals(self, server: Server, daemon: Daemon) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     await self._reload(server, daemon)
                 elif server.stopping:
                     log.warning("second stop signal: closing connections now")
-                    conns.cancel_scope.cancel()
+                    server.abort_all()
                 else:
                     log.info("stopping", signal=signal.Signals(signum).name)
                     self.notifier.stopping(f"stopping: answering {server.connection_count} connections")
                     server.stop()
-                    conns.start_soon(self._grace_then_cancel, conns)
-
-    async def _grace_then_cancel(self, conns: anyio.abc.TaskGroup) -> None:
-        await anyio.sleep(self.cfg.server.shutdown_grace_s)
-        log.warning("grace period over: closing remaining connections")
-        conns.cancel_scope.cancel()
+                    server.spawn(server.drained(self.cfg.server.shutdown_grace_s))
 
     async def _watchdog(self) -> None:
         # Pinged from the loop, not a thread: a wedged loop must stop the pings and get us restarted.
@@ -177,7 +169,7 @@ class App:
             self.notifier.ready(f"reload failed, running the previous config: {exc}")
             return
         self.cfg = new
-        daemon.cfg = new
+        daemon.reconfigure(new)
         server.limits = new.server
         daemon.detect_keys(os.environ)
         log.info("config reloaded", config=str(self.opts.config_path))

@@ -11,13 +11,14 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import Protocol
 
-import anyio
 import structlog
 from bhoga import codec
 from bhoga.headers import read_response
 from bhoga.protocol import (
     QUOTA_CHANGED,
+    ErrorCode,
     ProviderKind,
     ProviderQuota,
     QuotaChanged,
@@ -29,6 +30,7 @@ from bhoga.protocol import (
 from bhogad import routing
 from bhogad.config import Config
 from bhogad.metrics import Metrics
+from bhogad.rpc import RpcError
 from bhogad.state import (
     Availability,
     PollResult,
@@ -49,33 +51,21 @@ log = structlog.get_logger("bhogad.core")
 _PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
-class InvalidInput(ValueError):
+class InvalidInput(RpcError):
     """Arguments that are well-formed JSON but wrong for the operation; ``kind`` is stable."""
 
     def __init__(self, kind: str, message: str, **data: object) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.data = data
+        super().__init__(ErrorCode.INVALID_PARAMS, message, kind, **data)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Subscriber:
-    """A connection that asked for ``quota.changed`` events. Slow readers lose events, never block us."""
+class Subscriber(Protocol):
+    """A connection that asked for ``quota.changed`` events. It must never block the daemon."""
 
-    def __init__(self, capacity: int = 256) -> None:
-        self.send, self.receive = anyio.create_memory_object_stream[bytes](capacity)
-        self.lagged = False
-
-    def offer(self, line: bytes) -> None:
-        try:
-            self.send.send_nowait(line)
-        except anyio.WouldBlock:
-            self.lagged = True
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
+    def offer(self, line: bytes) -> None: ...
 
 
 class Daemon:
@@ -88,6 +78,9 @@ class Daemon:
         self.writer = Writer(store, self.providers.get)
         self.subscribers: set[Subscriber] = set()
         self._signatures: dict[str, tuple[object, ...]] = {}
+        #: Bumped on every change of state or config; cached rankings from older versions are void.
+        self.version = 0
+        self._rankings: dict[str, tuple[int, Ranking, datetime | None]] = {}
         self.started_at = clock()
         self.turns_stored = 0
         self.metrics = Metrics()
@@ -122,6 +115,7 @@ class Daemon:
     def detect_keys(self, environ: Iterable[str]) -> None:
         """API-key providers are available when the daemon can see one of their key variables."""
         present = set(environ)
+        self.version += 1
         for pid, pcfg in self.cfg.providers.items():
             if pcfg.kind is not ProviderKind.API_KEY or not pcfg.key_env:
                 continue
@@ -142,9 +136,26 @@ class Daemon:
     # -- operations ------------------------------------------------------------------------------
 
     def rank(self, model: str) -> Ranking:
+        """The ranking for ``model``, reused until state changes or time alone would change it.
+
+        Harnesses ask for the same few models over and over; recomputing every provider's view per
+        call would make ranking the daemon's hottest path.
+        """
+        now = self.clock()
+        cached = self._rankings.get(model)
+        if cached is not None and cached[0] == self.version and (cached[2] is None or now < cached[2]):
+            return cached[1]
         if not model.strip():
             raise InvalidInput("invalid_model", "model must be a non-empty string")
-        return routing.rank(model, self.providers, self.cfg, self.clock())
+        ranking, changes_at = routing.rank_until(model, self.providers, self.cfg, now)
+        if len(self._rankings) > 1024:
+            self._rankings.clear()
+        self._rankings[model] = (self.version, ranking, changes_at)
+        return ranking
+
+    def reconfigure(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.version += 1
 
     def record_turn(self, turn: Turn) -> tuple[int, Ticket]:
         _check_turn(turn)
@@ -200,7 +211,8 @@ class Daemon:
     # -- events ----------------------------------------------------------------------------------
 
     def changed(self, pid: str, cause: str) -> None:
-        """Push ``quota.changed`` to subscribers when what they would see of ``pid`` changed."""
+        """Note a change of ``pid``, and push ``quota.changed`` to subscribers if they would see it."""
+        self.version += 1
         if not self.subscribers:
             return
         quota = self.quota(pid)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import os
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import structlog
 from bhoga.protocol import (
     PROTOCOL_VERSION,
     DaemonStatus,
@@ -31,40 +28,16 @@ from bhoga.protocol import (
 )
 
 from bhogad import __version__
-from bhogad.core import Daemon, InvalidInput
-from bhogad.metrics import Metrics, render
-from bhogad.rpc import Call, Handler, MethodSpec, RpcError
+from bhogad.core import Daemon
+from bhogad.metrics import render
+from bhogad.rpc import Call, MethodSpec, RpcError
 from bhogad.writer import Ticket
-
-
-def _invalid(exc: InvalidInput) -> RpcError:
-    return RpcError(ErrorCode.INVALID_PARAMS, str(exc), exc.kind, **exc.data)
 
 
 async def _durable(ticket: Ticket) -> None:
     await ticket.wait()
     if ticket.error is not None:
         raise RpcError(ErrorCode.APPLICATION, ticket.error, "storage_failed")
-
-
-_request_ids = itertools.count(1)
-
-
-def _observed(method: str, handler: Handler, metrics: Metrics) -> Handler:
-    """Time every call for the latency histogram and give its log lines a request id to grep by."""
-
-    async def observed(params: Any, call: Call) -> Any:
-        started = time.perf_counter()
-        failed = True
-        with structlog.contextvars.bound_contextvars(req=f"{next(_request_ids):x}", rpc=method):
-            try:
-                result = await handler(params, call)
-                failed = False
-                return result
-            finally:
-                metrics.observe_rpc(method, time.perf_counter() - started, failed)
-
-    return observed
 
 
 Refresh = Callable[[str | None], Awaitable[list[ProviderQuota]]]
@@ -74,9 +47,11 @@ def build(daemon: Daemon, server: Any, refresh: Refresh | None = None) -> dict[s
     """``server`` supplies what only the transport knows: socket path, connection counts, subscribing.
 
     ``refresh`` runs discovery now (the poller's single-flight refresh); without it, no quota.refresh.
+    Handlers that need not wait return their result directly and are answered inline; the others are
+    coroutines. Errors are ``RpcError`` (``InvalidInput`` included), mapped to replies by the dispatcher.
     """
 
-    async def hello(params: HelloParams, call: Call) -> Hello:
+    def hello(params: HelloParams, call: Call) -> Hello:
         if params.protocol != PROTOCOL_VERSION:
             raise RpcError(
                 ErrorCode.UNSUPPORTED_PROTOCOL,
@@ -89,7 +64,7 @@ def build(daemon: Daemon, server: Any, refresh: Refresh | None = None) -> dict[s
             protocol=PROTOCOL_VERSION, daemon_version=__version__, capabilities=sorted(table), pid=os.getpid()
         )
 
-    async def status(_: None, call: Call) -> DaemonStatus:
+    def status(_: None, call: Call) -> DaemonStatus:
         now = daemon.clock()
         return DaemonStatus(
             daemon_version=__version__,
@@ -107,26 +82,22 @@ def build(daemon: Daemon, server: Any, refresh: Refresh | None = None) -> dict[s
             strategy=daemon.cfg.routing.strategy,
         )
 
-    async def best_for(params: ModelParams, call: Call) -> RouterRecommendation | None:
-        try:
-            return daemon.rank(params.model).recommendation
-        except InvalidInput as exc:
-            raise _invalid(exc) from exc
+    def best_for(params: ModelParams, call: Call) -> RouterRecommendation | None:
+        return daemon.rank(params.model).recommendation
 
-    async def rank(params: ModelParams, call: Call) -> Ranking:
-        try:
-            return daemon.rank(params.model)
-        except InvalidInput as exc:
-            raise _invalid(exc) from exc
+    def rank(params: ModelParams, call: Call) -> Ranking:
+        return daemon.rank(params.model)
 
-    async def record_turn(turn: Turn, call: Call) -> TurnAck:
-        try:
-            turn_id, ticket = daemon.record_turn(turn)
-        except InvalidInput as exc:
-            raise _invalid(exc) from exc
-        if not call.notification:
+    def record_turn(turn: Turn, call: Call) -> TurnAck | Awaitable[TurnAck]:
+        turn_id, ticket = daemon.record_turn(turn)
+        if call.notification:
+            return TurnAck(id=turn_id)
+
+        async def stored() -> TurnAck:
             await _durable(ticket)
-        return TurnAck(id=turn_id)
+            return TurnAck(id=turn_id)
+
+        return stored()
 
     async def list_turns(params: ListTurnsParams, call: Call) -> list[StoredTurn]:
         if not 1 <= params.limit <= 10_000:
@@ -143,33 +114,24 @@ def build(daemon: Daemon, server: Any, refresh: Refresh | None = None) -> dict[s
         )
 
     async def set_quota(params: SetQuotaParams, call: Call) -> ProviderQuota:
-        try:
-            quota, ticket = daemon.set_quota(params)
-        except InvalidInput as exc:
-            raise _invalid(exc) from exc
+        quota, ticket = daemon.set_quota(params)
         await _durable(ticket)
         return quota
 
-    async def list_quotas(params: ProviderFilter, call: Call) -> list[ProviderQuota]:
-        try:
-            return daemon.quotas(params.provider)
-        except InvalidInput as exc:
-            raise _invalid(exc) from exc
+    def list_quotas(params: ProviderFilter, call: Call) -> list[ProviderQuota]:
+        return daemon.quotas(params.provider)
 
-    async def subscribe(_: None, call: Call) -> Subscribed:
+    def subscribe(_: None, call: Call) -> Subscribed:
         server.subscribe(call.conn)
         return Subscribed(subscribed=True, events=["quota.changed"])
 
     async def refresh_quotas(params: ProviderFilter, call: Call) -> list[ProviderQuota]:
         assert refresh is not None
-        try:
-            if params.provider is not None:
-                daemon.provider(params.provider)
-            return await refresh(params.provider)
-        except InvalidInput as exc:
-            raise _invalid(exc) from exc
+        if params.provider is not None:
+            daemon.provider(params.provider)  # unknown ids get their error before any discovery runs
+        return await refresh(params.provider)
 
-    async def metrics_text(_: None, call: Call) -> str:
+    def metrics_text(_: None, call: Call) -> str:
         return render(
             daemon.metrics,
             daemon.quotas(),
@@ -194,6 +156,4 @@ def build(daemon: Daemon, server: Any, refresh: Refresh | None = None) -> dict[s
     }
     if refresh is not None:
         table[Method.REFRESH] = MethodSpec(ProviderFilter, refresh_quotas)
-    for name, spec in table.items():
-        spec.handler = _observed(name, spec.handler, daemon.metrics)
     return table

@@ -40,24 +40,32 @@ def _describe(view: ModelView) -> str:
     return left
 
 
-def rank(
+def rank(model: str, providers: Mapping[str, ProviderState], cfg: Config, now: datetime) -> Ranking:
+    return rank_until(model, providers, cfg, now)[0]
+
+
+def rank_until(
     model: str,
     providers: Mapping[str, ProviderState],
     cfg: Config,
     now: datetime,
-) -> Ranking:
+) -> tuple[Ranking, datetime | None]:
+    """The ranking, and the moment it changes by time alone (so it can be reused until then)."""
     family = model_family(model)
     families = cfg.routing.families
     order = families.get(family, families.get("other", []))
     strategy_name = cfg.routing.strategy if cfg.routing.strategy in STRATEGIES else "headroom"
     strategy = STRATEGIES[strategy_name]
 
+    changes_at: datetime | None = None
     eligible: list[tuple[tuple[float, ...], Candidate]] = []
     rejected: list[Candidate] = []
     for pid in dict.fromkeys(order):
         pcfg = cfg.providers.get(pid)
         priority = pcfg.priority if pcfg else 99
         view = model_view(providers.get(pid) or new_provider(pid), model, pcfg, cfg, now)
+        if view.changes_at is not None and (changes_at is None or view.changes_at < changes_at):
+            changes_at = view.changes_at
         candidate = Candidate(
             provider_id=pid,
             priority=priority,
@@ -95,10 +103,11 @@ def rank(
             priority=best.priority,
             reason=best.reason,
         )
-    return Ranking(
+    ranking = Ranking(
         model=model,
         family=family,
         strategy=strategy_name,
         candidates=candidates,
         recommendation=recommendation,
     )
+    return ranking, changes_at

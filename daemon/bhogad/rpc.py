@@ -7,6 +7,8 @@ method's own type, so each error maps to the code the spec gives it: bad JSON -3
 
 from __future__ import annotations
 
+import inspect
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,7 +32,8 @@ class Call:
         self.notification = notification
 
 
-Handler = Callable[[Any, Call], Awaitable[Any]]
+#: A handler returns its result, or an awaitable of it when it must wait for something.
+Handler = Callable[[Any, Call], Any]
 
 
 class RpcError(Exception):
@@ -96,11 +99,26 @@ def error(request_id: int | str | None, code: int, message: str, kind: str | Non
     return codec.error_line(request_id, ErrorObject(code=code, message=message, data=data))
 
 
-class Dispatcher:
-    def __init__(self, methods: dict[str, MethodSpec]) -> None:
-        self.methods = methods
+#: What a line turns into: a reply now, nothing (notifications), or a reply later.
+Outcome = bytes | None | Awaitable[bytes | None]
 
-    async def handle_line(self, line: bytes, ctx: Any) -> bytes | None:
+
+class Dispatcher:
+    """Answers lines. Methods whose handler returns a plain value are answered inline, with no task
+    switch; a handler that returns an awaitable (it waits for the store, the network...) makes the
+    outcome awaitable, and the connection keeps later replies behind it so they stay in order.
+    """
+
+    def __init__(
+        self,
+        methods: dict[str, MethodSpec],
+        observe: Callable[[str, float, bool], None] | None = None,
+    ) -> None:
+        self.methods = methods
+        #: Told (method, seconds, failed) after every call, for the latency histogram.
+        self.observe = observe
+
+    def handle_line(self, line: bytes, ctx: Any) -> Outcome:
         try:
             message = _envelope.decode(line)
         except msgspec.ValidationError as exc:
@@ -108,57 +126,83 @@ class Dispatcher:
         except msgspec.DecodeError as exc:
             return error(None, ErrorCode.PARSE_ERROR, f"parse error: {exc}")
         if isinstance(message, IncomingRequest):
-            return await self._call(message, ctx)
-        return await self._batch(message, ctx)
+            return self._call(message, ctx)
+        return self._batch(message, ctx)
 
-    async def _batch(self, items: list[msgspec.Raw], ctx: Any) -> bytes | None:
+    def _batch(self, items: list[msgspec.Raw], ctx: Any) -> Outcome:
         if not items:
             return error(None, ErrorCode.INVALID_REQUEST, "invalid request: empty batch")
         if len(items) > MAX_BATCH:
             return error(None, ErrorCode.INVALID_REQUEST, f"invalid request: batch over {MAX_BATCH} entries")
-        replies: list[bytes] = []
+        outcomes: list[Outcome] = []
         for raw in items:
             try:
                 request = _single.decode(raw)
             except msgspec.DecodeError as exc:
-                reply: bytes | None = error(
-                    _salvage_id(raw), ErrorCode.INVALID_REQUEST, f"invalid request: {exc}"
-                )
+                outcomes.append(error(_salvage_id(raw), ErrorCode.INVALID_REQUEST, f"invalid request: {exc}"))
             else:
-                reply = await self._call(request, ctx)
-            if reply is not None:
-                replies.append(reply.rstrip(b"\n"))
-        if not replies:
-            return None  # a batch of notifications gets no reply at all
-        return b"[" + b",".join(replies) + b"]\n"
+                outcomes.append(self._call(request, ctx))
+        if any(isinstance(o, Awaitable) for o in outcomes):
+            return _join_batch(outcomes)
+        return _batch_reply(outcomes)  # type: ignore[arg-type]
 
-    async def _call(self, request: IncomingRequest, ctx: Any) -> bytes | None:
+    def _call(self, request: IncomingRequest, ctx: Any) -> Outcome:
         notification = request.id is msgspec.UNSET
         request_id = None if isinstance(request.id, msgspec.UnsetType) else request.id
-        spec = self.methods.get(request.method)
+        method = request.method
+        spec = self.methods.get(method)
         if spec is None:
             if notification:
-                log.warning("unknown method in notification", method=request.method[:64])
+                log.warning("unknown method in notification", method=method[:64])
                 return None
             return error(
-                request_id,
-                ErrorCode.METHOD_NOT_FOUND,
-                f"method not found: {request.method[:64]}",
-                "unknown_method",
+                request_id, ErrorCode.METHOD_NOT_FOUND, f"method not found: {method[:64]}", "unknown_method"
             )
+        started = time.perf_counter()
         try:
             params = spec.decode_params(request.params)
-            result = await spec.handler(params, Call(ctx, notification))
-        except msgspec.ValidationError as exc:
+            result = spec.handler(params, Call(ctx, notification))
+        except Exception as exc:
+            return self._failed(method, request_id, notification, exc, started)
+        if inspect.isawaitable(result):
+            return self._finish(method, request_id, notification, result, started)
+        return self._succeeded(method, request_id, notification, result, started)
+
+    async def _finish(
+        self,
+        method: str,
+        request_id: int | str | None,
+        notification: bool,
+        pending: Awaitable[Any],
+        started: float,
+    ) -> bytes | None:
+        try:
+            result = await pending
+        except Exception as exc:
+            return self._failed(method, request_id, notification, exc, started)
+        return self._succeeded(method, request_id, notification, result, started)
+
+    def _succeeded(
+        self, method: str, request_id: int | str | None, notification: bool, result: Any, started: float
+    ) -> bytes | None:
+        reply = None if notification else codec.result_line(request_id, codec.encode(result))
+        if self.observe is not None:
+            self.observe(method, time.perf_counter() - started, False)
+        return reply
+
+    def _failed(
+        self, method: str, request_id: int | str | None, notification: bool, exc: Exception, started: float
+    ) -> bytes | None:
+        if self.observe is not None:
+            self.observe(method, time.perf_counter() - started, True)
+        if isinstance(exc, msgspec.DecodeError):  # ValidationError included
             reply = error(request_id, ErrorCode.INVALID_PARAMS, f"invalid params: {exc}", "invalid_params")
-        except msgspec.DecodeError as exc:
-            reply = error(request_id, ErrorCode.INVALID_PARAMS, f"invalid params: {exc}", "invalid_params")
-        except RpcError as exc:
+        elif isinstance(exc, RpcError):
             reply = codec.error_line(request_id, exc.to_object())
-        except Exception:
+        else:
             # The client gets an opaque id to quote; the traceback goes to our log only.
             error_id = uuid.uuid4().hex[:12]
-            log.exception("handler failed", method=request.method, error_id=error_id)
+            log.error("handler failed", rpc=method, error_id=error_id, exc_info=exc)
             reply = codec.error_line(
                 request_id,
                 ErrorObject(
@@ -167,14 +211,20 @@ class Dispatcher:
                     data={"kind": "internal", "error_id": error_id},
                 ),
             )
-        else:
-            if notification:
-                return None
-            return codec.result_line(request_id, codec.encode(result))
         if notification:
             # JSON-RPC forbids replying to a notification; the log keeps the failure visible.
-            log.warning(
-                "notification failed", method=request.method, error=reply[:200].decode(errors="replace")
-            )
+            log.warning("notification failed", rpc=method, error=reply[:200].decode(errors="replace"))
             return None
         return reply
+
+
+def _batch_reply(replies: list[bytes | None]) -> bytes | None:
+    parts = [r.rstrip(b"\n") for r in replies if r is not None]
+    if not parts:
+        return None  # a batch of notifications gets no reply at all
+    return b"[" + b",".join(parts) + b"]\n"
+
+
+async def _join_batch(outcomes: list[Outcome]) -> bytes | None:
+    replies = [await o if isinstance(o, Awaitable) else o for o in outcomes]
+    return _batch_reply(replies)

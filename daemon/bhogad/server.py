@@ -1,35 +1,42 @@
 """The socket side: binding, accepting, per-connection limits, and orderly stopping.
 
-Each connection is read line by line and answered in order. A slow or hostile client can only hurt
-itself: lines have a size cap, a started line must finish in ``line_timeout_s``, an idle connection is
-closed after ``idle_timeout_s``, every send has a deadline, and the number of connections is capped.
+Connections are asyncio Protocols rather than stream tasks. Most methods answer from memory, so a
+line is decoded, answered and written inside ``data_received`` with no task switch at all; only a
+method that must wait (for the store, for a poll) hands its reply to a task, and the connection holds
+later lines until it is done, so replies always come back in request order.
+
+A slow or hostile client can only hurt itself: lines have a size cap, a started line must finish in
+``line_timeout_s``, an idle connection is closed after ``idle_timeout_s``, a peer that stops reading
+is dropped after ``send_timeout_s``, and the number of connections is capped.
 """
 
 from __future__ import annotations
 
-import errno
+import asyncio
 import os
 import socket
 import stat
+import sys
+from collections import deque
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.abc
 import structlog
 from bhoga.codec import LineReader, LineTooLong, notification_line
 from bhoga.protocol import ErrorCode
 
 from bhogad.config import ServerConfig
-from bhogad.core import Daemon, Subscriber
+from bhogad.core import Daemon
 from bhogad.platform.peercred import peer_ids
 from bhogad.rpc import Dispatcher, error
 
 log = structlog.get_logger("bhogad.server")
 
-# accept() fails with these when the process or system is out of descriptors or memory. Trio's
-# serve_listeners retries them after a pause instead of crashing the server; so do we.
-_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+#: Lines a pipelining client may have queued before we stop reading from it.
+MAX_QUEUED_LINES = 256
+#: Unsent bytes to a subscriber beyond which events are dropped for it (it is told it lagged).
+MAX_EVENT_BACKLOG = 1 << 20
 
 
 def bind_unix(path: Path) -> tuple[socket.socket, tuple[int, int]]:
@@ -58,24 +65,207 @@ def bind_unix(path: Path) -> tuple[socket.socket, tuple[int, int]]:
     return sock, (st.st_dev, st.st_ino)
 
 
-class Connection:
-    __slots__ = ("_send_lock", "peer_pid", "receive_scope", "send_timeout", "stream", "subscriber", "tasks")
+class Connection(asyncio.Protocol):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.reader = LineReader(server.limits.max_line_bytes)
+        self.queued: deque[bytes] = deque()
+        self.busy = False  # a reply is being awaited; later lines wait behind it
+        self.eof = False
+        self.peer_pid: int | None = None
+        self.subscribed = False
+        self.lagged = False
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._write_stall: asyncio.TimerHandle | None = None
+        self._tail_error: bytes | None = None  # said after the queued replies, then we close
 
-    def __init__(self, stream: anyio.abc.SocketStream, peer_pid: int | None, send_timeout: float) -> None:
-        self.stream = stream
-        self.peer_pid = peer_pid
-        self.send_timeout = send_timeout
-        self._send_lock = anyio.Lock()
-        self.subscriber: Subscriber | None = None
-        self.receive_scope: anyio.CancelScope | None = None
-        #: The connection's own task group (event forwarding); it ends with the connection.
-        self.tasks: anyio.abc.TaskGroup | None = None
+    # -- asyncio callbacks -----------------------------------------------------------------------
 
-    async def send(self, data: bytes) -> None:
-        # Replies and pushed events share the stream; the lock keeps their lines whole.
-        async with self._send_lock:
-            with anyio.fail_after(self.send_timeout):
-                await self.stream.send(data)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        server = self.server
+        refusal = None
+        try:
+            self.peer_pid, uid = peer_ids(transport.get_extra_info("socket"))
+        except OSError:
+            uid = -1
+        if uid != server.uid:
+            log.warning("refused a peer of another user", peer_uid=uid, peer_pid=self.peer_pid)
+            refusal = error(None, ErrorCode.NOT_AUTHORISED, "not authorised: wrong user", "not_authorised")
+        elif server.stopping:
+            refusal = error(None, ErrorCode.SHUTTING_DOWN, "bhogad is shutting down", "shutting_down")
+        elif len(server.connections) >= server.limits.max_connections:
+            log.warning("connection refused: at the cap", cap=server.limits.max_connections)
+            refusal = error(
+                None, ErrorCode.OVERLOADED, "too many connections; try again shortly", "overloaded"
+            )
+        if refusal is not None:
+            transport.write(refusal)
+            transport.close()
+            return
+        server.connections.add(self)
+        self._arm(server.limits.idle_timeout_s)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            lines = self.reader.feed(data)
+        except LineTooLong:
+            limit = self.server.limits.max_line_bytes
+            self._finish_with(
+                error(
+                    None,
+                    ErrorCode.REQUEST_TOO_LARGE,
+                    f"request line longer than {limit} bytes; closing",
+                    "too_large",
+                )
+            )
+            return
+        limits = self.server.limits
+        self._arm(limits.line_timeout_s if self.reader.partial else limits.idle_timeout_s)
+        if lines:
+            self.queued.extend(lines)
+            if len(self.queued) > MAX_QUEUED_LINES and self.transport is not None:
+                self.transport.pause_reading()  # a pipelining client waits for us, not the reverse
+            self._pump()
+
+    def eof_received(self) -> bool:
+        # A half-closed peer (socat after its input ends) still reads: answer everything first.
+        self.eof = True
+        if self.reader.partial:
+            self._tail_error = error(
+                None, ErrorCode.PARSE_ERROR, "stream ended in the middle of a line", "partial_line"
+            )
+        self._pump()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        if self.subscribed:
+            self.server.daemon.subscribers.discard(self)
+        for handle in (self._timer, self._write_stall):
+            if handle is not None:
+                handle.cancel()
+        self.queued.clear()
+        self.server.connection_closed()
+
+    def pause_writing(self) -> None:
+        # The peer is not reading. Stop taking its requests, and drop it if it stays stuck.
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._write_stall = self.loop.call_later(
+            self.server.limits.send_timeout_s, self._abort, "peer stopped reading"
+        )
+
+    def resume_writing(self) -> None:
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # -- answering -------------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        out: list[bytes] = []
+        dispatcher = self.server.dispatcher
+        while self.queued and not self.busy:
+            line = self.queued.popleft()
+            if not line.strip():
+                continue  # blank lines (socat, hand typing) are not requests
+            outcome = dispatcher.handle_line(line, self)
+            if outcome is None:
+                continue
+            if type(outcome) is bytes:
+                out.append(outcome)
+                continue
+            self.busy = True
+            self.server.spawn(self._complete(outcome))  # type: ignore[arg-type]
+            break
+        if out:
+            self._write(b"".join(out))
+        if self.busy or self.queued or self.transport is None:
+            return
+        if self.eof or self.server.stopping:
+            if self._tail_error is not None:
+                self._write(self._tail_error)
+            self.transport.close()
+        elif len(self.queued) <= MAX_QUEUED_LINES and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    async def _complete(self, outcome: Awaitable[bytes | None]) -> None:
+        try:
+            reply = await outcome
+        finally:
+            self.busy = False
+        if reply is not None:
+            self._write(reply)
+        self._pump()
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _finish_with(self, message: bytes) -> None:
+        """Say one last thing and close; queued lines are dropped (the stream is out of sync)."""
+        self.queued.clear()
+        self._write(message)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _abort(self, why: str) -> None:
+        log.warning("dropping connection", reason=why, peer_pid=self.peer_pid)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def stop_reading(self) -> None:
+        """Shutdown: take no new lines, answer the ones already read, then close."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+            self._pump()
+
+    # -- timeouts: one timer per connection, re-armed lazily --------------------------------------
+
+    def _arm(self, timeout: float) -> None:
+        self._deadline = self.loop.time() + timeout
+        if self._timer is None or self._timer.when() > self._deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(self._deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.loop.time() < self._deadline or self.busy or self.queued:
+            # Data arrived since (or we are still answering): wait for the new deadline.
+            self._timer = self.loop.call_at(max(self._deadline, self.loop.time() + 0.05), self._expire)
+            return
+        if self.reader.partial:
+            self._finish_with(
+                error(None, ErrorCode.INVALID_REQUEST, "line not completed in time", "line_timeout")
+            )
+        else:
+            self.transport.close()  # idle: harnesses reconnect on their next call
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def offer(self, line: bytes) -> None:
+        """A ``quota.changed`` event for this subscriber; dropped (and flagged) if it is far behind."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > MAX_EVENT_BACKLOG:
+            self.lagged = True
+            return
+        if self.lagged:
+            # Events were dropped for this slow reader; tell it to re-read the full state.
+            self.lagged = False
+            transport.write(notification_line("events.lagged", {"hint": "call quota.list"}))
+        transport.write(line)
 
 
 class Server:
@@ -94,158 +284,60 @@ class Server:
         self.config_path = config_path
         self.connections: set[Connection] = set()
         self.stopping = False
-        self._accept_scope = anyio.CancelScope()
-        self._uid = os.getuid()
+        self.uid = os.getuid()
+        self._listener: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._drained = asyncio.Event()
 
     @property
     def connection_count(self) -> int:
         return len(self.connections)
 
-    # -- accepting -------------------------------------------------------------------------------
+    async def start(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        # Python 3.13 would otherwise unlink the path on close; that file may be systemd's, not ours.
+        extra: dict[str, Any] = {"cleanup_socket": False} if sys.version_info >= (3, 13) else {}
+        self._listener = await loop.create_unix_server(lambda: Connection(self), sock=sock, **extra)
 
-    async def serve(self, listener: anyio.abc.SocketListener, conn_group: anyio.abc.TaskGroup) -> None:
-        """Accept until ``stop()``; connections run in ``conn_group`` so they can outlive accepting."""
-        with self._accept_scope:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
-                        log.warning("accept failed, out of resources; pausing", errno=exc.errno)
-                        await anyio.sleep(0.1)
-                        continue
-                    raise
-                conn_group.start_soon(self._guarded, stream)
-
-    def stop(self) -> None:
-        """Stop accepting and stop reading; lines already read are still answered."""
-        self.stopping = True
-        self._accept_scope.cancel()
-        for conn in self.connections:
-            if conn.receive_scope is not None:
-                conn.receive_scope.cancel()
-
-    async def _guarded(self, stream: anyio.abc.SocketStream) -> None:
-        # One connection's failure must never reach the task group and take the server down.
-        try:
-            async with stream:
-                await self._admit(stream)
-        except Exception as exc:
-            log.warning("connection ended with an error", error=repr(exc))
-
-    async def _admit(self, stream: anyio.abc.SocketStream) -> None:
-        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        pid, uid = peer_ids(sock)
-        conn = Connection(stream, pid, self.limits.send_timeout_s)
-        if uid != self._uid:
-            log.warning("refused a peer of another user", peer_uid=uid, peer_pid=pid)
-            await conn.send(
-                error(None, ErrorCode.NOT_AUTHORISED, "not authorised: wrong user", "not_authorised")
-            )
-            return
-        if self.stopping:
-            await conn.send(error(None, ErrorCode.SHUTTING_DOWN, "bhogad is shutting down", "shutting_down"))
-            return
-        if len(self.connections) >= self.limits.max_connections:
-            log.warning("connection refused: at the cap", cap=self.limits.max_connections)
-            await conn.send(
-                error(None, ErrorCode.OVERLOADED, "too many connections; try again shortly", "overloaded")
-            )
-            return
-        self.connections.add(conn)
-        try:
-            with structlog.contextvars.bound_contextvars(peer_pid=pid):
-                await self._converse(conn)
-        finally:
-            self.connections.discard(conn)
-            if conn.subscriber is not None:
-                self.daemon.subscribers.discard(conn.subscriber)
-                conn.subscriber.send.close()
-
-    # -- one connection --------------------------------------------------------------------------
-
-    async def _converse(self, conn: Connection) -> None:
-        limits = self.limits
-        reader = LineReader(limits.max_line_bytes)
-        async with anyio.create_task_group() as tg:
-            conn.tasks = tg
-            while not self.stopping:
-                timeout = limits.line_timeout_s if reader.partial else limits.idle_timeout_s
-                data: bytes | None = None
-                with anyio.CancelScope() as scope:
-                    conn.receive_scope = scope
-                    scope.deadline = anyio.current_time() + timeout
-                    try:
-                        data = await conn.stream.receive()
-                    except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
-                        data = b""
-                conn.receive_scope = None
-                if data is None:  # timed out, or stop() cancelled the read
-                    if reader.partial and not self.stopping:
-                        await conn.send(
-                            error(
-                                None, ErrorCode.INVALID_REQUEST, "line not completed in time", "line_timeout"
-                            )
-                        )
-                    break
-                if not data:
-                    if reader.partial:
-                        # A half-closed peer can still read: say what happened to its last bytes.
-                        await conn.send(
-                            error(
-                                None,
-                                ErrorCode.PARSE_ERROR,
-                                "stream ended in the middle of a line",
-                                "partial_line",
-                            )
-                        )
-                    break
-                try:
-                    lines = reader.feed(data)
-                except LineTooLong:
-                    await conn.send(
-                        error(
-                            None,
-                            ErrorCode.REQUEST_TOO_LARGE,
-                            f"request line longer than {limits.max_line_bytes} bytes; closing",
-                            "too_large",
-                        )
-                    )
-                    break
-                if lines:
-                    await self._answer(conn, lines)
-            tg.cancel_scope.cancel()
-
-    async def _answer(self, conn: Connection, lines: list[bytes]) -> None:
-        out = bytearray()
-        for line in lines:
-            if not line.strip():
-                continue  # blank lines (socat, hand typing) are not requests
-            reply = await self.dispatcher.handle_line(line, conn)
-            if reply is not None:
-                out += reply
-        if out:
-            await conn.send(bytes(out))
-
-    # -- events ----------------------------------------------------------------------------------
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)  # keep a reference: the loop holds tasks only weakly
+        task.add_done_callback(self._tasks.discard)
 
     def subscribe(self, conn: Any) -> None:
-        assert isinstance(conn, Connection) and conn.tasks is not None
-        if conn.subscriber is not None:
-            return
-        subscriber = Subscriber()
-        conn.subscriber = subscriber
-        self.daemon.subscribers.add(subscriber)
-        conn.tasks.start_soon(self._forward_events, conn, subscriber)
+        assert isinstance(conn, Connection)
+        conn.subscribed = True
+        self.daemon.subscribers.add(conn)
 
-    async def _forward_events(self, conn: Connection, subscriber: Subscriber) -> None:
+    # -- stopping --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop accepting and reading; every line already read is still answered."""
+        self.stopping = True
+        if self._listener is not None:
+            self._listener.close()
+        for conn in list(self.connections):
+            conn.stop_reading()
+        self.connection_closed()
+
+    def connection_closed(self) -> None:
+        if self.stopping and not self.connections:
+            self._drained.set()
+
+    async def closed(self) -> None:
+        """Return once the server stopped and its last connection closed."""
+        await self._drained.wait()
+
+    async def drained(self, grace: float) -> None:
+        """Wait until every connection has closed, forcing the rest closed after ``grace`` seconds."""
         try:
-            async with subscriber.receive:
-                async for line in subscriber.receive:
-                    await conn.send(line)
-                    if subscriber.lagged:
-                        # Events were dropped for this slow reader; tell it to re-read the full state.
-                        subscriber.lagged = False
-                        await conn.send(notification_line("events.lagged", {"hint": "call quota.list"}))
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError, OSError):
-            pass
+            await asyncio.wait_for(self._drained.wait(), grace)
+        except TimeoutError:
+            self.abort_all()
+
+    def abort_all(self) -> None:
+        log.warning("closing remaining connections", count=len(self.connections))
+        for conn in list(self.connections):
+            conn._abort("daemon stopping")
+        self.connections.clear()
+        self._drained.set()

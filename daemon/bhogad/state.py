@@ -222,6 +222,9 @@ class ModelView(msgspec.Struct, kw_only=True):
     blocking: str | None
     health: Health
     windows: list[QuotaWindow]
+    #: The next moment this view changes by time alone (a reset, a cooldown ending, a reading going
+    #: stale, availability evidence expiring); ``None`` if nothing is scheduled. Lets callers cache it.
+    changes_at: datetime | None = None
 
 
 def availability(p: ProviderState, pcfg: ProviderConfig | None, cfg: Config, now: datetime) -> Availability:
@@ -291,6 +294,7 @@ def model_view(
     if not avail.available:
         status = ProviderStatus.UNAVAILABLE
     return ModelView(
+        changes_at=_next_change(p, windows, stale_after, cfg, now),
         available=avail.available,
         reason=avail.reason,
         status=status,
@@ -300,6 +304,19 @@ def model_view(
         health=health,
         windows=windows,
     )
+
+
+def _next_change(
+    p: ProviderState, windows: list[QuotaWindow], stale_after: timedelta, cfg: Config, now: datetime
+) -> datetime | None:
+    moments = [p.cooldown_until]
+    if p.accepted_at is not None:
+        moments.append(p.accepted_at + timedelta(seconds=cfg.routing.turn_evidence_s))
+    for w in windows:
+        moments.append(w.resets_at)
+        if not w.stale and w.source is not Source.MANUAL and w.updated_at is not None:
+            moments.append(w.updated_at + stale_after)
+    return min((m for m in moments if m is not None and m > now), default=None)
 
 
 def provider_quota(

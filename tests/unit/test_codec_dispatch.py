@@ -1,0 +1,98 @@
+"""The sans-I/O pieces: line framing and JSON-RPC dispatch, without any socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import msgspec
+import pytest
+
+from bhoga.codec import LineReader, LineTooLong
+from bhogad.rpc import Call, Dispatcher, MethodSpec, RpcError
+
+
+def test_line_reader_joins_split_lines_and_splits_joined_ones() -> None:
+    reader = LineReader(100)
+    assert reader.feed(b'{"a":') == [] and reader.partial
+    assert reader.feed(b'1}\n{"b":2}\n{"c"') == [b'{"a":1}', b'{"b":2}']
+    assert reader.partial
+    assert reader.feed(b":3}\n") == [b'{"c":3}'] and not reader.partial
+    assert reader.feed(b"x\ny\n") == [b"x", b"y"]
+
+
+@pytest.mark.parametrize("chunks", [[b"x" * 101], [b"x" * 60, b"x" * 60], [b"ok\n" + b"x" * 101 + b"\n"]])
+def test_line_reader_refuses_lines_over_the_limit(chunks: list[bytes]) -> None:
+    reader = LineReader(100)
+    with pytest.raises(LineTooLong):
+        for chunk in chunks:
+            reader.feed(chunk)
+
+
+class Echo(msgspec.Struct):
+    text: str
+
+
+def _dispatcher() -> Dispatcher:
+    def echo(params: Echo, call: Call) -> str:
+        return params.text
+
+    async def slow(params: Echo, call: Call) -> str:
+        await asyncio.sleep(0)
+        return params.text.upper()
+
+    def refuse(params: None, call: Call) -> None:
+        raise RpcError(-32000, "no", "refused", extra=1)
+
+    def crash(params: None, call: Call) -> None:
+        raise RuntimeError("secret-token-abc")
+
+    return Dispatcher(
+        {
+            "echo": MethodSpec(Echo, echo),
+            "slow": MethodSpec(Echo, slow),
+            "refuse": MethodSpec(None, refuse),
+            "crash": MethodSpec(None, crash),
+        }
+    )
+
+
+def _run(line: str) -> Any:
+    outcome = _dispatcher().handle_line(line.encode(), None)
+    if outcome is not None and not isinstance(outcome, bytes):
+        outcome = asyncio.run(_await(outcome))
+    return None if outcome is None else json.loads(outcome)
+
+
+async def _await(outcome: Any) -> Any:
+    return await outcome
+
+
+def test_sync_methods_answer_inline_and_async_ones_later() -> None:
+    inline = _dispatcher().handle_line(
+        b'{"jsonrpc":"2.0","method":"echo","params":{"text":"hi"},"id":1}', None
+    )
+    assert isinstance(inline, bytes) and json.loads(inline)["result"] == "hi"
+    assert _run('{"jsonrpc":"2.0","method":"slow","params":["hi"],"id":2}')["result"] == "HI"
+
+
+def test_errors_map_to_their_codes_and_internal_details_stay_in_the_log() -> None:
+    assert _run('{"jsonrpc":"2.0","method":"refuse","id":1}')["error"] == {
+        "code": -32000,
+        "message": "no",
+        "data": {"kind": "refused", "extra": 1},
+    }
+    crash = _run('{"jsonrpc":"2.0","method":"crash","id":2}')["error"]
+    assert crash["code"] == -32603 and "secret" not in json.dumps(crash)
+    assert _run('{"jsonrpc":"2.0","method":"echo","params":{"text":5},"id":3}')["error"]["code"] == -32602
+    assert _run('{"jsonrpc":"2.0","method":"echo","params":["a","b"],"id":4}')["error"]["code"] == -32602
+
+
+def test_batch_mixing_inline_and_async_keeps_every_reply() -> None:
+    replies = _run(
+        '[{"jsonrpc":"2.0","method":"slow","params":["a"],"id":1},'
+        '{"jsonrpc":"2.0","method":"echo","params":["b"],"id":2},'
+        '{"jsonrpc":"2.0","method":"echo","params":["c"]}]'
+    )
+    assert sorted((r["id"], r["result"]) for r in replies) == [(1, "A"), (2, "b")]
