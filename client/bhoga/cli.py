@@ -33,7 +33,7 @@ Command = Callable[[argparse.Namespace, Router, TextIO], int]
 #: Modules that add subcommands: each has ``register(add)``, where ``add(name, func, help)`` returns the
 #: subcommand's parser. Commands get a Router that connects only when first used, so commands that
 #: must work without a daemon (doctor, service install) simply do not call it.
-EXTENSIONS: tuple[str, ...] = ("bhoga.cli_service", "bhoga.cli_doctor", "bhoga.cli_metrics")
+EXTENSIONS: tuple[str, ...] = ("bhoga.cli_hermes", "bhoga.cli_service", "bhoga.cli_doctor", "bhoga.cli_metrics")
 
 
 def _print_json(value: Any, out: TextIO) -> None:
