@@ -9,10 +9,10 @@ from typing import Any
 
 import anyio
 import httpx
+
 from bhogad import config
 from bhogad.config import ProviderConfig
 from bhogad.providers.base import Context, Driver, Outcome
-
 from tests.fakes.fixtures import FIXTURE_NOW
 
 

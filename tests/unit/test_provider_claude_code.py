@@ -8,10 +8,10 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+
 from bhogad.providers.base import CredentialProblem, Kind, ShapeError
 from bhogad.providers.claude_code import EXPIRED, ClaudeCodeDriver, keychain_service
 from bhogad.providers.claude_parse import parse_credentials, parse_usage
-
 from tests.fakes.clis import FakeCli
 from tests.fakes.driving import base_env, poll
 from tests.fakes.fixtures import FIXTURE_NOW, at, load, raw

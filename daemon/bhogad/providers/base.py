@@ -21,8 +21,8 @@ from typing import Final, Protocol
 
 import httpx
 import msgspec
-from bhoga.protocol import QuotaWindow
 
+from bhoga.protocol import QuotaWindow
 from bhogad.config import ProviderConfig
 from bhogad.state import Availability
 

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
-from bhoga.protocol import QuotaWindow, Source
 
+from bhoga.protocol import QuotaWindow, Source
 from bhogad.providers.base import CredentialProblem, ShapeError
 from bhogad.providers.values import (
     BURST_MIN,

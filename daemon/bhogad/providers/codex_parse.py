@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any, Final
 
 import msgspec
-from bhoga.protocol import QuotaWindow, Source
 
+from bhoga.protocol import QuotaWindow, Source
 from bhogad.providers.base import ShapeError
 from bhogad.providers.values import (
     after,

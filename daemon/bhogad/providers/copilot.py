@@ -22,8 +22,8 @@ from typing import Any, Final
 
 import anyio
 import msgspec
-from bhoga.protocol import QuotaWindow, Source
 
+from bhoga.protocol import QuotaWindow, Source
 from bhogad.config import ProviderConfig
 from bhogad.providers import proc
 from bhogad.providers.base import (

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import anyio
 import httpx
-from bhoga.headers import parse_retry_after
 
+from bhoga.headers import parse_retry_after
 from bhogad.providers.base import Kind, PollFailure, redact
 
 #: No usage answer is anywhere near this; a bigger one is a wrong URL or a hostile server.

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
-from bhoga.protocol import QuotaWindow, Source
 
+from bhoga.protocol import QuotaWindow, Source
 from bhogad.config import ProviderConfig
 from bhogad.providers.api_keys import detect
 from bhogad.providers.base import Context, Kind, Outcome, PollFailure, ShapeError
