@@ -42,6 +42,8 @@ class Request:
     method: str
     path: str
     headers: dict[str, str]
+    #: ``time.monotonic()`` when it arrived.
+    at: float = field(default_factory=time.monotonic)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

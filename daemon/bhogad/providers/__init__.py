@@ -37,13 +37,9 @@ DEFAULT_DRIVER: Final = {
 
 
 def driver_name(pid: str, cfg: ProviderConfig) -> str | None:
-    """The driver for a provider, or ``None`` when bhoga has no way to discover its quota."""
+    """The name of the driver for a provider, or ``None`` when bhoga has no way to discover its
+    quota. The name may be unknown (a typo in config); callers look it up in their driver table."""
     name = cfg.options.get("driver") or DEFAULT_DRIVER.get(pid)
     if name is None and cfg.key_env and cfg.kind == "api_key":
         return "api_key"
-    return name if name in DRIVERS else None
-
-
-def make_driver(pid: str, cfg: ProviderConfig) -> Driver | None:
-    name = driver_name(pid, cfg)
-    return DRIVERS[name]() if name is not None else None
+    return name
