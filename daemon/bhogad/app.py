@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
+import httpx
 import structlog
 from bhoga.paths import check_socket_path_length
 
@@ -28,6 +29,7 @@ from bhogad.core import Daemon
 from bhogad.platform import listen
 from bhogad.platform.lock import UnsafeDirectory, acquire, ensure_private_dir
 from bhogad.platform.notify import Notifier
+from bhogad.poller import Poller
 from bhogad.rpc import Dispatcher
 from bhogad.server import Server, bind_unix
 from bhogad.store import Store
@@ -115,9 +117,15 @@ class App:
             server = Server(
                 daemon, Dispatcher({}), self.cfg.server, self.opts.socket_path, self.opts.config_path
             )
-            server.dispatcher = Dispatcher(methods.build(daemon, server), observe=daemon.metrics.observe_rpc)
+            # Quota discovery: a poller per provider, sharing one HTTP client (connection reuse).
+            http = httpx.AsyncClient(follow_redirects=False)
+            poller = Poller(daemon, http, env=os.environ)
+            server.dispatcher = Dispatcher(
+                methods.build(daemon, server, refresh=poller.refresh), observe=daemon.metrics.observe_rpc
+            )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.writer.run)
+                tg.start_soon(poller.run)
                 tg.start_soon(self._watchdog)
                 tg.start_soon(self._signals, server, daemon)
                 await server.start(sock)
@@ -133,6 +141,7 @@ class App:
                 with anyio.CancelScope(shield=True):
                     await daemon.writer.flush()
                 tg.cancel_scope.cancel()
+            await http.aclose()
             log.info("stopped", turns_stored=daemon.turns_stored)
         finally:
             store.close()
