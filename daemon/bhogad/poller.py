@@ -14,11 +14,15 @@ When to poll again:
   break that gate (hammering a usage endpoint is what keeps it saying 429);
 * anything else → exponential backoff from a minute to an hour.
 
-Every delay gets ±10 % jitter, so pollers (and daemons) do not fall into step.
+Every delay gets ±10 % jitter, so pollers (and daemons) do not fall into step. Per provider, config
+sets ``poll_interval_s``, ``poll_timeout_s`` and, in ``options``, ``recheck_s`` (how soon local state
+is re-read) and ``driver`` (which discovery module serves the provider; see ``bhogad.providers``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +35,7 @@ import httpx
 import structlog
 
 from bhoga.protocol import ProviderQuota
+from bhogad.config import ProviderConfig
 from bhogad.core import Daemon
 from bhogad.providers import DRIVERS, driver_name
 from bhogad.providers.base import Context, Driver, Kind, Outcome, redact
@@ -174,7 +179,7 @@ class ProviderPoller:
             outcome.error = redact(outcome.error, ctx.secrets)
         self.polls += 1
         self._apply(outcome)
-        self._schedule(outcome, pcfg.poll_interval_s)
+        self._schedule(outcome, pcfg)
 
     def _apply(self, outcome: Outcome) -> None:
         daemon = self.owner.daemon
@@ -208,12 +213,18 @@ class ProviderPoller:
             ),
         )
 
-    def _schedule(self, outcome: Outcome, interval_s: float) -> None:
+    def _schedule(self, outcome: Outcome, pcfg: ProviderConfig) -> None:
         if outcome.kind is Kind.OK:
             self.failures = 0
         elif outcome.kind is not Kind.LOCAL:
             self.failures += 1
-        delay = next_delay(outcome.kind, self.failures, interval_s, self.owner.policy, self.owner.rand)
+        policy = self.owner.policy
+        recheck = pcfg.options.get("recheck_s")
+        if recheck is not None:
+            # How soon a login is noticed is a per-provider choice (tests, or a slow Keychain).
+            with contextlib.suppress(ValueError):
+                policy = dataclasses.replace(policy, recheck_s=max(0.1, float(recheck)))
+        delay = next_delay(outcome.kind, self.failures, pcfg.poll_interval_s, policy, self.owner.rand)
         if outcome.not_before is not None:
             # The gate only ever grows while it lasts; a success without a new 429 ends it.
             if self.blocked_until is None or outcome.not_before > self.blocked_until:
