@@ -65,7 +65,9 @@ def test_null_and_odd_values_are_not_reported() -> None:
         "seven_day_opus": "garbage",
         "limits": [
             "junk",
-            {"kind": "weekly_scoped", "percent": 7, "scope": {"model": {"display_name": "Opus"}}},
+            {"kind": "weekly_scoped", "percent": 7, "scope": {"model": {"display_name": "Opus 4.1"}}},
+            {"kind": "weekly_scoped", "percent": 9, "scope": {"model": {"id": None, "display_name": None}}},
+            {"kind": "mystery", "percent": 50},
         ],
     }
     w = windows_by_key(parse_usage(body, FIXTURE_NOW).windows)

@@ -255,12 +255,15 @@ def test_server_error_falls_back_to_app_server_then_rollout(server: FakeServer, 
     assert all(w.source == "local" for w in out.windows)
 
 
-def test_rate_limited_skips_the_app_server(server: FakeServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("headers", "wait"), [({"retry-after": "900"}, 900), ({}, 300)])
+def test_rate_limited_skips_the_app_server(
+    server: FakeServer, tmp_path: Path, headers: dict[str, str], wait: int
+) -> None:
     home = codex_home(tmp_path)
     cli, path = fake_codex(tmp_path)
-    server.route(USAGE, Reply(429, {"error": "slow down"}, {"retry-after": "900"}))
+    server.route(USAGE, Reply(429, {"error": "slow down"}, headers))
     out = poll(CodexDriver(), "openai-codex", base_env(home, **path), base_url=server.url + "/backend-api")
-    assert out.kind is Kind.RATE_LIMITED and out.not_before == FIXTURE_NOW + timedelta(seconds=900)
+    assert out.kind is Kind.RATE_LIMITED and out.not_before == FIXTURE_NOW + timedelta(seconds=wait)
     assert cli.starts() == 0  # it would only call the same endpoint again
 
 

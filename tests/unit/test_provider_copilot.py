@@ -129,6 +129,7 @@ def test_no_token_anywhere(tmp_path: Path) -> None:
         (Reply(200, b"nope"), Kind.PROTOCOL, "not JSON"),
         (Reply(200, {"message": "hello"}), Kind.PROTOCOL, "unexpected shape"),
         (Reply(429, {}, {}), Kind.RATE_LIMITED, "HTTP 429"),
+        (Reply(429, {}, {"retry-after": "7200"}), Kind.RATE_LIMITED, "HTTP 429"),
     ],
 )
 def test_endpoint_faults(server: FakeServer, tmp_path: Path, reply: Reply, kind: Kind, says: str) -> None:
@@ -136,7 +137,8 @@ def test_endpoint_faults(server: FakeServer, tmp_path: Path, reply: Reply, kind:
     out = poll(CopilotDriver(), "github-copilot", base_env(tmp_path, GH_TOKEN="gho_x"), base_url=server.url)
     assert out.kind is kind and says in (out.error or "") and out.windows == []
     if kind is Kind.RATE_LIMITED:
-        assert out.not_before == FIXTURE_NOW + timedelta(minutes=5)
+        wait = timedelta(seconds=float(reply.headers.get("retry-after", 300)))
+        assert out.not_before == FIXTURE_NOW + wait
 
 
 def test_refused_and_no_copilot(server: FakeServer, tmp_path: Path) -> None:

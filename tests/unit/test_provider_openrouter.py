@@ -92,6 +92,7 @@ def test_credits_refused_keeps_the_key_limit(server: FakeServer, tmp_path: Path)
     [
         (Reply(500, b""), Kind.TRANSIENT, "HTTP 500"),
         (Reply(429, load("openrouter-429-body.json"), {"retry-after": "30"}), Kind.RATE_LIMITED, "HTTP 429"),
+        (Reply(429, load("openrouter-429-body.json")), Kind.RATE_LIMITED, "HTTP 429"),
         (Reply(200, b"]"), Kind.PROTOCOL, "not JSON"),
         (Reply(200, {"data": "nope"}), Kind.PROTOCOL, "unexpected shape"),
         (Reply(401, {"error": "bad key"}), Kind.PROTOCOL, "refused the key in $OPENROUTER_API_KEY"),
@@ -107,6 +108,22 @@ def test_faults(server: FakeServer, tmp_path: Path, reply: Reply, kind: Kind, sa
     )
     assert out.kind is kind and says in (out.error or "") and out.windows == []
     assert KEY not in (out.error or "")
+
+
+def test_missing_fields_report_nothing(server: FakeServer, tmp_path: Path) -> None:
+    server.route("/api/v1/key", {"data": {}})
+    server.route("/api/v1/credits", {"data": {"total_credits": None}})
+    env = base_env(tmp_path, OPENROUTER_API_KEY=KEY)
+    out = poll(OpenRouterDriver(), "openrouter", env, base_url=server.url + "/api/v1")
+    assert out.windows == [] and out.error is None and "no key limit" in out.availability.reason
+
+
+def test_timeout(tmp_path: Path) -> None:
+    with serving() as slow:
+        slow.route("/api/v1/key", Reply(body=load("openrouter-key.json"), delay_s=2.0))
+        env = base_env(tmp_path, OPENROUTER_API_KEY=KEY)
+        out = poll(OpenRouterDriver(), "openrouter", env, base_url=slow.url + "/api/v1", poll_timeout_s=0.3)
+    assert out.kind is Kind.TRANSIENT and "timed out" in (out.error or "")
 
 
 def test_no_key_and_refused_connection(tmp_path: Path) -> None:

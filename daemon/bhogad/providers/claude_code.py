@@ -98,7 +98,8 @@ class ClaudeCodeDriver:
         self._keychain_read_at: datetime | None = None
 
     def budget_s(self, cfg: ProviderConfig) -> float:
-        return cfg.poll_timeout_s + 20.0
+        # The HTTP call, plus a first Keychain read (15 s) and `claude --version` (10 s).
+        return cfg.poll_timeout_s + 30.0
 
     # -- credentials -----------------------------------------------------------------------------
 

@@ -136,10 +136,16 @@ def _limits_entry(entry: Mapping[str, Any], now: datetime) -> QuotaWindow | None
     elif kind == "weekly_scoped":
         scope_obj = mapping(entry.get("scope")) or {}
         model = mapping(scope_obj.get("model")) or {}
-        label = text(model.get("display_name"), 60) or text(model.get("id"), 80)
-        if label is None:
-            return None
-        name, scope, length = "weekly", label.lower().replace(" ", "-"), WEEKLY_MIN
+        label = text(model.get("display_name"), 60)
+        if label is not None:
+            # "Opus" or "Opus 4.1": the family word, which limits every model of that family.
+            scope = label.split()[0].lower()
+        else:
+            model_id = text(model.get("id"), 80)
+            if model_id is None:
+                return None
+            scope = model_id.lower()
+        name, length = "weekly", WEEKLY_MIN
     else:
         return None
     return _window(name, scope, length, entry.get("percent"), entry.get("resets_at"), now)
