@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from bhogad.platform.notify import Notifier, notify_address, watchdog_period
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from bhoga import cli_service, units
 
 REPO = Path(__file__).resolve().parents[2]
