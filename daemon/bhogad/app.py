@@ -21,8 +21,8 @@ from pathlib import Path
 import anyio
 import httpx
 import structlog
-from bhoga.paths import check_socket_path_length
 
+from bhoga.paths import check_socket_path_length
 from bhogad import config as config_mod
 from bhogad import methods
 from bhogad.core import Daemon
