@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import yaml
+
 from bhoga.families import DEFAULT_HIERARCHY
 from bhoga.protocol import MAX_LINE_BYTES, ProviderKind
+from bhogad.pricing import Price
+
+#: Ranking strategies ``routing.strategy`` may name (``routing.STRATEGIES`` implements each).
+STRATEGY_NAMES = ("headroom", "pace")
+
+_Count = Annotated[int, msgspec.Meta(ge=1)]
+_Seconds = Annotated[float, msgspec.Meta(gt=0)]
+_Usd = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -47,6 +56,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: ``headroom``: most left in the tightest window (the library's rule). ``pace``: spend first what
+    #: would otherwise reset unspent, and never a window projected to run out before its reset.
     strategy: str = "headroom"
     #: Family → providers in order of preference.
     families: dict[str, list[str]] = msgspec.field(
@@ -59,6 +70,17 @@ class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: A provider that reported a successful turn counts as available for this long, even when the
     #: daemon itself holds no credentials for it (the harness does).
     turn_evidence_s: float = 7 * 24 * 3600.0
+    #: Consecutive failed turns (5xx, 529 overloaded, 408, no response) before a provider (or one of
+    #: its models) is degraded, then unhealthy. One success restores it.
+    degraded_after: _Count = 2
+    unhealthy_after: _Count = 5
+    #: An unhealthy provider is demoted, not dropped; after this long without a new failure it is
+    #: offered again as degraded, so some harness tries it and a success can restore it.
+    health_probe_after_s: _Seconds = 300.0
+    #: Time constant of the token-flow average that gives the pace strategy its current burn rate.
+    burn_window_s: _Seconds = 3600.0
+    #: Pace rankings drift with the clock (resets come closer, burn rates decay): reuse one this long.
+    pace_recompute_s: _Seconds = 30.0
 
 
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -66,11 +88,27 @@ class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     synchronous: str = "normal"
 
 
+class BudgetConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Monthly USD budgets, per calendar month in UTC.
+
+    A provider over its budget is skipped. Its spend is every turn's cost on it, which for a
+    subscription is the API-equivalent value (what the same tokens would cost on an API key).
+    An agent over its budget is kept off paid (API-key) providers: only billed spend counts
+    towards it, and subscriptions cost it nothing more, so it may still use them.
+    """
+
+    providers: dict[str, _Usd] = msgspec.field(default_factory=dict)
+    agents: dict[str, _Usd] = msgspec.field(default_factory=dict)
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     providers: dict[str, ProviderConfig] = msgspec.field(default_factory=dict)
+    #: Model (prefix) → USD per million tokens; wins over the built-in table in ``pricing.py``.
+    pricing: dict[str, Price] = msgspec.field(default_factory=dict)
+    budgets: BudgetConfig = msgspec.field(default_factory=BudgetConfig)
 
 
 DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
@@ -132,7 +170,18 @@ def build(overrides: dict[str, Any] | None = None) -> Config:
                 msgspec.convert(entry, ProviderConfig)
             except msgspec.ValidationError as exc:
                 raise msgspec.ValidationError(str(exc).replace("`$", f"`$.providers.{pid}")) from None
-    return msgspec.convert(raw, Config)
+    cfg = msgspec.convert(raw, Config)
+    routing = cfg.routing
+    if routing.strategy not in STRATEGY_NAMES:
+        choices = ", ".join(STRATEGY_NAMES)
+        raise msgspec.ValidationError(
+            f"unknown strategy {routing.strategy!r}; choose one of {choices} - at `$.routing.strategy`"
+        )
+    if routing.unhealthy_after < routing.degraded_after:
+        raise msgspec.ValidationError(
+            "unhealthy_after must be at least degraded_after - at `$.routing.unhealthy_after`"
+        )
+    return cfg
 
 
 def _line_of(text: str, path: str) -> int | None:

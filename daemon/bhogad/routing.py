@@ -1,32 +1,50 @@
 """Ranking providers for a model. Pure: state and config in, a receipt out.
 
-A strategy turns a provider's standing into a sort key. ``headroom`` is the library's rule (most
-remaining in the tightest window; priority breaks ties; unknown after known).
+A strategy turns a provider's standing into a sort key, a headline score and a sentence for the
+receipt. ``headroom`` is the library's rule (most remaining in the tightest window; priority breaks
+ties; unknown after known). ``pace`` weighs what is left against how soon it resets and how fast it
+is going (see ``pace.py``). Both demote unhealthy providers below the rest instead of dropping them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bhoga.families import model_family, to_hermes_model
 from bhoga.protocol import Candidate, Health, Ranking, RouterRecommendation
-
-from bhogad.config import Config
+from bhogad import pace
+from bhogad.config import STRATEGY_NAMES, Config
+from bhogad.pace import Scored
 from bhogad.state import ModelView, ProviderState, model_view, new_provider
 
-#: Sort key for an eligible candidate: smaller sorts first.
-Strategy = Callable[[ModelView, int], tuple[float, ...]]
+#: A strategy's verdict on an eligible candidate (its sort key: smaller sorts first).
+Strategy = Callable[[ModelView, int], Scored]
 
 
-def headroom(view: ModelView, priority: int) -> tuple[float, ...]:
+def headroom(view: ModelView, priority: int) -> Scored:
     known = view.quota_pct >= 0
     # Unhealthy providers are demoted below every healthy one, not dropped: they may be all there is.
     unhealthy = view.health is Health.UNHEALTHY
-    return (float(unhealthy), float(not known), -view.quota_pct, float(priority))
+    key = (float(unhealthy), float(not known), -view.quota_pct, float(priority))
+    return Scored(key, view.quota_pct if known else None, _describe(view))
 
 
-STRATEGIES: dict[str, Strategy] = {"headroom": headroom}
+def pace_strategy(view: ModelView, priority: int) -> Scored:
+    assert view.now is not None
+    return pace.score(
+        view.fresh,
+        view.burns,
+        view.now,
+        paid=view.paid,
+        health=view.health,
+        priority=priority,
+        quota_pct=view.quota_pct,
+    )
+
+
+STRATEGIES: dict[str, Strategy] = {"headroom": headroom, "pace": pace_strategy}
+assert tuple(STRATEGIES) == STRATEGY_NAMES, "config.STRATEGY_NAMES must list every strategy"
 
 
 def _describe(view: ModelView) -> str:
@@ -40,8 +58,14 @@ def _describe(view: ModelView) -> str:
     return left
 
 
-def rank(model: str, providers: Mapping[str, ProviderState], cfg: Config, now: datetime) -> Ranking:
-    return rank_until(model, providers, cfg, now)[0]
+def rank(
+    model: str,
+    providers: Mapping[str, ProviderState],
+    cfg: Config,
+    now: datetime,
+    blocked: Mapping[str, str] | None = None,
+) -> Ranking:
+    return rank_until(model, providers, cfg, now, blocked)[0]
 
 
 def rank_until(
@@ -49,8 +73,12 @@ def rank_until(
     providers: Mapping[str, ProviderState],
     cfg: Config,
     now: datetime,
+    blocked: Mapping[str, str] | None = None,
 ) -> tuple[Ranking, datetime | None]:
-    """The ranking, and the moment it changes by time alone (so it can be reused until then)."""
+    """The ranking, and the moment it changes by time alone (so it can be reused until then).
+
+    ``blocked`` maps providers to skip onto why (a budget spent); they are listed with that reason.
+    """
     family = model_family(model)
     families = cfg.routing.families
     order = families.get(family, families.get("other", []))
@@ -58,6 +86,10 @@ def rank_until(
     strategy = STRATEGIES[strategy_name]
 
     changes_at: datetime | None = None
+    if strategy_name == "pace":
+        # Projections slide with the clock (resets draw nearer, burn rates decay): no moment marks
+        # the next change, so a pace ranking is only reused briefly.
+        changes_at = now + timedelta(seconds=cfg.routing.pace_recompute_s)
     eligible: list[tuple[tuple[float, ...], Candidate]] = []
     rejected: list[Candidate] = []
     for pid in dict.fromkeys(order):
@@ -82,11 +114,15 @@ def rank_until(
         elif view.blocking is not None:
             candidate.reason = view.blocking
             rejected.append(candidate)
+        elif blocked and pid in blocked:
+            candidate.reason = blocked[pid]
+            rejected.append(candidate)
         else:
-            key = strategy(view, priority)
+            scored = strategy(view, priority)
             candidate.eligible = True
-            candidate.reason = _describe(view)
-            eligible.append((key, candidate))
+            candidate.score = scored.score
+            candidate.reason = scored.note
+            eligible.append((scored.key, candidate))
 
     eligible.sort(key=lambda pair: pair[0])
     candidates = [c for _, c in eligible] + rejected

@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import msgspec
+
 from bhoga.families import split_vendor
 from bhoga.headers import HeaderReading
 from bhoga.protocol import (
@@ -31,12 +32,15 @@ from bhoga.protocol import (
     Turn,
     WindowKind,
 )
+from bhogad import pace
+from bhogad.config import Config, ProviderConfig, RoutingConfig
 
-from bhogad.config import Config, ProviderConfig
-
-# Consecutive failed turns (5xx, 529, timeouts) before a provider is degraded, then unhealthy.
-DEGRADED_AFTER = 2
-UNHEALTHY_AFTER = 5
+# Default consecutive failed turns (5xx, 529, timeouts) before a provider is degraded, then
+# unhealthy; ``routing.degraded_after`` / ``routing.unhealthy_after`` override them.
+DEGRADED_AFTER = RoutingConfig().degraded_after
+UNHEALTHY_AFTER = RoutingConfig().unhealthy_after
+#: Models whose own failure counts are remembered per provider; the oldest are forgotten first.
+_MAX_MODEL_HEALTH = 64
 
 
 class Availability(msgspec.Struct, kw_only=True):
@@ -44,6 +48,13 @@ class Availability(msgspec.Struct, kw_only=True):
 
     available: bool
     reason: str
+
+
+class Failures(msgspec.Struct, kw_only=True):
+    """Consecutive failed turns of one model on a provider, and when the last one was."""
+
+    count: int = 0
+    last_at: datetime | None = None
 
 
 class ProviderState(msgspec.Struct, kw_only=True):
@@ -65,6 +76,15 @@ class ProviderState(msgspec.Struct, kw_only=True):
     last_poll_at: datetime | None = None
     last_poll_error: str | None = None
     detected: Availability | None = None
+    #: When the last failed turn was: an unhealthy provider is offered again some time after it.
+    last_failure_at: datetime | None = None
+    #: Failures counted per model (normalised id), for errors that hit one model and not the rest,
+    #: like an overloaded Opus while Sonnet answers. Cleared by a success of that model.
+    model_failures: dict[str, Failures] = msgspec.field(default_factory=dict)
+    #: Tokens per hour harnesses are sending here now (decayed), and what each window's readings
+    #: say a token costs it: together, the burn rate the pace strategy projects with.
+    flow: pace.TokenFlow = msgspec.field(default_factory=pace.TokenFlow)
+    burn: dict[str, pace.WindowBurn] = msgspec.field(default_factory=dict)
 
 
 class PollResult(msgspec.Struct, kw_only=True):
@@ -86,7 +106,11 @@ def new_provider(pid: str) -> ProviderState:
 
 
 def merge_windows(p: ProviderState, windows: list[QuotaWindow]) -> bool:
-    """Take each window unless we already hold a newer reading of it. Returns whether any changed."""
+    """Take each window unless we already hold a newer reading of it. Returns whether any changed.
+
+    Newest wins whatever the source: a header reading taken after a poll replaces the poll's
+    figure, and holds until a poll (or another response) reports the same window later still.
+    """
     changed = False
     for window in windows:
         key = window.key
@@ -94,6 +118,9 @@ def merge_windows(p: ProviderState, windows: list[QuotaWindow]) -> bool:
         if held is not None and held.updated_at and window.updated_at and held.updated_at > window.updated_at:
             continue
         p.windows[key] = window
+        burn = pace.observe(p.burn.get(key), window, p.consumed)
+        if burn is not None:
+            p.burn[key] = burn
         changed = True
     return changed
 
@@ -103,6 +130,15 @@ def apply_poll(p: ProviderState, result: PollResult) -> None:
     p.detected = result.availability
     p.last_poll_at = result.at
     p.last_poll_error = result.error
+    if (
+        result.error is None
+        and result.availability.available
+        and p.auth_failed_at is not None
+        and result.at > p.auth_failed_at
+    ):
+        # The poll used the same login the harnesses use and it was accepted: the credentials were
+        # renewed since the 401/403, so the refusal no longer stands.
+        p.auth_failed_at = None
     merge_windows(p, result.windows)
 
 
@@ -147,29 +183,54 @@ def is_server_failure(status_code: int) -> bool:
     return status_code >= 500 or status_code in (408, 0)
 
 
-def apply_turn(p: ProviderState, turn: Turn, reading: HeaderReading, now: datetime) -> None:
-    """Fold one reported model call into the provider's state."""
+def model_key(model: str) -> str:
+    return split_vendor(model.strip().lower())[1]
+
+
+def apply_turn(
+    p: ProviderState, turn: Turn, reading: HeaderReading, now: datetime, *, burn_window_s: float = 3600.0
+) -> None:
+    """Fold one reported model call into the provider's state.
+
+    429 and 529 are different things: a 429 says our quota (or rate limit) is spent and sets a
+    cooldown from the reading; a 529 says the provider is overloaded, which is health, not quota.
+    """
     at = turn.at or now
+    tokens = turn.input_tokens + turn.output_tokens + turn.cache_read_tokens + turn.cache_write_tokens
     p.n_requests += 1
-    p.consumed += turn.input_tokens + turn.output_tokens + turn.cache_read_tokens + turn.cache_write_tokens
+    p.consumed += tokens
     p.last_turn_at = at
+    if tokens:
+        p.flow = pace.add_tokens(p.flow, tokens, min(at, now), burn_window_s / 3600)
     merge_windows(p, reading.windows)
     if reading.cooldown_until is not None and reading.cooldown_until > now:
         extend_cooldown(p, reading.cooldown_until, reading.cooldown_reason or f"HTTP {turn.status_code}")
     code = turn.status_code
     if 200 <= code < 400 or code == 429:
         p.accepted_at = at
+    model = model_key(turn.model)
     if 200 <= code < 400:
         # One success restores health and proves the harness's credentials work.
         p.consecutive_failures = 0
         p.last_error = None
         p.auth_failed_at = None
+        p.model_failures.pop(model, None)
     elif code in (401, 403):
         p.auth_failed_at = at
         p.last_error = f"HTTP {code}: credentials refused"
     elif is_server_failure(code):
         p.consecutive_failures += 1
-        p.last_error = "HTTP 529: provider overloaded" if code == 529 else f"HTTP {code}: provider error"
+        p.last_failure_at = at
+        failures = p.model_failures.pop(model, None) or Failures()
+        # Re-inserted last, so the dict stays ordered oldest failure first for trimming.
+        p.model_failures[model] = Failures(count=failures.count + 1, last_at=at)
+        while len(p.model_failures) > _MAX_MODEL_HEALTH:
+            del p.model_failures[next(iter(p.model_failures))]
+        p.last_error = (
+            f"HTTP 529: {turn.model} overloaded"
+            if code == 529
+            else f"HTTP {code}: provider error ({turn.model})"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,8 +284,15 @@ class ModelView(msgspec.Struct, kw_only=True):
     health: Health
     windows: list[QuotaWindow]
     #: The next moment this view changes by time alone (a reset, a cooldown ending, a reading going
-    #: stale, availability evidence expiring); ``None`` if nothing is scheduled. Lets callers cache it.
+    #: stale, availability evidence expiring, an unhealthy provider due a retry); ``None`` if nothing
+    #: is scheduled. Lets callers cache it. (Burn projections drift continuously; see routing.)
     changes_at: datetime | None = None
+    now: datetime | None = None
+    #: Billed per token (an API key), as opposed to a subscription's already-paid quota.
+    paid: bool = False
+    #: The fresh quota windows that limit this model, and each one's current burn rate (by key).
+    fresh: list[QuotaWindow] = msgspec.field(default_factory=list)
+    burns: dict[str, pace.Burn | None] = msgspec.field(default_factory=dict)
 
 
 def availability(p: ProviderState, pcfg: ProviderConfig | None, cfg: Config, now: datetime) -> Availability:
@@ -243,12 +311,44 @@ def availability(p: ProviderState, pcfg: ProviderConfig | None, cfg: Config, now
     return Availability(available=False, reason="no credentials found and no quota set")
 
 
-def health_of(p: ProviderState) -> Health:
-    if p.consecutive_failures >= UNHEALTHY_AFTER:
-        return Health.UNHEALTHY
-    if p.consecutive_failures >= DEGRADED_AFTER:
+def _health(count: int, last_at: datetime | None, routing: RoutingConfig, now: datetime) -> Health:
+    if count >= routing.unhealthy_after:
+        probe_at = last_at + timedelta(seconds=routing.health_probe_after_s) if last_at else None
+        # Half-open: long enough after the last failure, let traffic try it again. One more
+        # failure makes it unhealthy at once (the count is still past the threshold).
+        return Health.DEGRADED if probe_at is not None and now >= probe_at else Health.UNHEALTHY
+    if count >= routing.degraded_after:
         return Health.DEGRADED
     return Health.HEALTHY
+
+
+_SEVERITY = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNHEALTHY: 2}
+
+
+def health_of(
+    p: ProviderState, cfg: Config | None = None, now: datetime | None = None, model: str = "*"
+) -> Health:
+    """The provider's health for ``model``: the worse of its own and that model's failure streak."""
+    routing = cfg.routing if cfg is not None else RoutingConfig()
+    at = now or p.last_failure_at or datetime.min
+    health = _health(p.consecutive_failures, p.last_failure_at, routing, at)
+    failures = p.model_failures.get(model_key(model)) if model != "*" else None
+    if failures is not None:
+        own = _health(failures.count, failures.last_at, routing, at)
+        if _SEVERITY[own] > _SEVERITY[health]:
+            health = own
+    return health
+
+
+def _probe_moments(p: ProviderState, model: str, cfg: Config) -> list[datetime | None]:
+    probe = timedelta(seconds=cfg.routing.health_probe_after_s)
+    streaks = [(p.consecutive_failures, p.last_failure_at)]
+    failures = p.model_failures.get(model_key(model)) if model != "*" else None
+    if failures is not None:
+        streaks.append((failures.count, failures.last_at))
+    return [
+        last + probe for count, last in streaks if count >= cfg.routing.unhealthy_after and last is not None
+    ]
 
 
 def _fmt(at: datetime | None) -> str:
@@ -263,7 +363,7 @@ def model_view(
         effective_window(w, now, stale_after) for w in p.windows.values() if scope_applies(w.scope, model)
     ]
     avail = availability(p, pcfg, cfg, now)
-    health = health_of(p)
+    health = health_of(p, cfg, now, model)
 
     # The provider-wide picture (``*``) lists every scope but is limited by account-wide windows only.
     limiting = windows if model != "*" else [w for w in windows if w.scope == "*"]
@@ -293,8 +393,15 @@ def model_view(
             status = ProviderStatus.OK
     if not avail.available:
         status = ProviderStatus.UNAVAILABLE
+    tau_h = cfg.routing.burn_window_s / 3600
+    flow = pace.flow_now(p.flow, now, tau_h)
+    burns = {w.key: pace.burn_rate(p.burn.get(w.key), flow, w, now) for w in fresh}
     return ModelView(
-        changes_at=_next_change(p, windows, stale_after, cfg, now),
+        changes_at=_next_change(p, windows, stale_after, cfg, now, _probe_moments(p, model, cfg)),
+        now=now,
+        paid=(pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY,
+        fresh=fresh,
+        burns=burns,
         available=avail.available,
         reason=avail.reason,
         status=status,
@@ -307,9 +414,14 @@ def model_view(
 
 
 def _next_change(
-    p: ProviderState, windows: list[QuotaWindow], stale_after: timedelta, cfg: Config, now: datetime
+    p: ProviderState,
+    windows: list[QuotaWindow],
+    stale_after: timedelta,
+    cfg: Config,
+    now: datetime,
+    extra: list[datetime | None],
 ) -> datetime | None:
-    moments = [p.cooldown_until]
+    moments = [p.cooldown_until, *extra]
     if p.accepted_at is not None:
         moments.append(p.accepted_at + timedelta(seconds=cfg.routing.turn_evidence_s))
     for w in windows:

@@ -82,8 +82,12 @@ def server() -> FakeServer:
 
 def test_env_token_first(server: FakeServer, tmp_path: Path) -> None:
     server.guard = guard_for("gho_fromenv")
-    env = base_env(tmp_path, GH_TOKEN="gho_fromenv", GITHUB_TOKEN="gho_other")
+    gh = FakeCli(tmp_path / "bin", "gh", token="gho_fromgh")
+    env = base_env(
+        tmp_path, GH_TOKEN="gho_fromenv", GITHUB_TOKEN="gho_other", PATH=f"{tmp_path / 'bin'}:/usr/bin:/bin"
+    )
     out = poll(CopilotDriver(), "github-copilot", env, base_url=server.url)
+    assert gh.starts() == 0  # a usable token was already at hand
     assert (
         out.error is None
         and "$GH_TOKEN" in out.availability.reason

@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 
 from bhogad.providers.base import CredentialProblem
-from bhogad.providers.values import iso_datetime, mapping, number, text
+from bhogad.providers.values import mapping, number, text
 
 _AUTH_CLAIMS: Final = "https://api.openai.com/auth"
 DEFAULT_USAGE_BASE: Final = "https://chatgpt.com/backend-api"
@@ -31,7 +31,6 @@ class CodexAuth(msgspec.Struct, kw_only=True):
     plan: str | None = None
     #: The file holds an ``OPENAI_API_KEY`` and no ChatGPT tokens.
     api_key_mode: bool = False
-    last_refresh: datetime | None = None
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -97,7 +96,6 @@ def parse_auth(raw: bytes | str, where: str) -> CodexAuth:
         account_id=text(account, 100),
         expires_at=expires_at,
         plan=text(plan, 40),
-        last_refresh=iso_datetime(data.get("last_refresh")),
     )
 
 

@@ -202,10 +202,16 @@ class CopilotDriver:
         return token if code == 0 and token and len(token.split()) == 1 else None
 
     async def _tokens(self, ctx: Context) -> list[_Found]:
+        """Tokens in the order they are tried, up to the first Copilot can accept (so ``gh`` is
+        not run when a variable already holds a usable token)."""
         found = [_Found(v, f"${n}") for n in ctx.cfg.key_env if (v := ctx.env_value(n)) is not None]
+        if any(not is_classic_pat(f.token) for f in found):
+            return found
         gh = await self._gh_token(ctx)
         if gh is not None:
             found.append(_Found(gh, "`gh auth token`"))
+            if not is_classic_pat(gh):
+                return found
         configured = ctx.path_option("apps_json")
         plugin_dir = ctx.config_home / "github-copilot"
         for path in (configured,) if configured else (plugin_dir / "apps.json", plugin_dir / "hosts.json"):

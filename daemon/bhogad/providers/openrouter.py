@@ -159,6 +159,8 @@ class OpenRouterDriver:
             )
         if info.label:
             avail.reason += f" ({info.label})"
+        if info.free_tier:
+            avail.reason += "; free tier"
         if not windows:
             avail.reason += "; no key limit and no prepaid credits reported"
         return Outcome(availability=avail, windows=windows)

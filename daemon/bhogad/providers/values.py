@@ -55,14 +55,6 @@ def text(value: object, max_len: int = 200) -> str | None:
     return value
 
 
-def flag(value: object) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    return None
-
-
 def iso_datetime(value: object) -> datetime | None:
     """ISO-8601 with or without fractional seconds, ``Z`` or an offset; naive values are UTC."""
     if not isinstance(value, str) or not value.strip():
