@@ -12,9 +12,11 @@ READY around a reload, STOPPING on stop, and watchdog pings from the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,14 +25,15 @@ import httpx
 import structlog
 
 from bhoga.paths import check_socket_path_length
+from bhoga.protocol import Method
 from bhogad import config as config_mod
-from bhogad import methods
+from bhogad import methods, metrics_http
 from bhogad.core import Daemon
 from bhogad.platform import listen
 from bhogad.platform.lock import UnsafeDirectory, acquire, ensure_private_dir
 from bhogad.platform.notify import Notifier
 from bhogad.poller import Poller
-from bhogad.rpc import Dispatcher
+from bhogad.rpc import Call, Dispatcher
 from bhogad.server import Server, bind_unix
 from bhogad.store import Store
 
@@ -120,15 +123,17 @@ class App:
             # Quota discovery: a poller per provider, sharing one HTTP client (connection reuse).
             http = httpx.AsyncClient(follow_redirects=False)
             poller = Poller(daemon, http, env=os.environ)
-            server.dispatcher = Dispatcher(
-                methods.build(daemon, server, refresh=poller.refresh), observe=daemon.metrics.observe_rpc
-            )
+            table = methods.build(daemon, server, refresh=poller.refresh)
+            server.dispatcher = Dispatcher(table, observe=daemon.metrics.observe_rpc)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.writer.run)
                 tg.start_soon(poller.run)
                 tg.start_soon(self._watchdog)
                 tg.start_soon(self._signals, server, daemon)
                 await server.start(sock)
+                scrape = await self._metrics_http(
+                    lambda: table[Method.METRICS].handler(None, Call(None, False))
+                )
                 log.info(
                     "ready",
                     socket=str(self.opts.socket_path),
@@ -138,6 +143,8 @@ class App:
                 )
                 self.notifier.ready(f"serving on {self.opts.socket_path}")
                 await server.closed()
+                if scrape is not None:
+                    scrape.close()
                 with anyio.CancelScope(shield=True):
                     await daemon.writer.flush()
                 tg.cancel_scope.cancel()
@@ -145,6 +152,17 @@ class App:
             log.info("stopped", turns_stored=daemon.turns_stored)
         finally:
             store.close()
+
+    async def _metrics_http(self, render: Callable[[], str]) -> asyncio.Server | None:
+        port = self.cfg.server.metrics_port
+        if port is None:
+            return None
+        try:
+            return await metrics_http.serve(port, render)
+        except OSError as exc:
+            # An optional extra: the socket, which every harness needs, keeps serving without it.
+            log.error("cannot serve metrics over HTTP", port=port, error=str(exc))
+            return None
 
     async def _signals(self, server: Server, daemon: Daemon) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

@@ -53,6 +53,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     send_timeout_s: float = 5.0
     #: How long SIGTERM waits for requests already read before the daemon exits anyway.
     shutdown_grace_s: float = 5.0
+    #: Also serve ``GET /metrics`` over HTTP on 127.0.0.1 at this port, for Prometheus (off when unset).
+    metrics_port: int | None = None
 
 
 class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
