@@ -96,7 +96,10 @@ class WindowKind(enum.StrEnum):
 
 
 class Source(enum.StrEnum):
+    #: A subscription's own usage endpoint, reached with its OAuth login (Claude Code, Codex).
     OAUTH = "oauth"
+    #: A provider's account API reached with a key or token (Copilot, OpenRouter).
+    API = "api"
     CLI = "cli"
     HEADERS = "headers"
     MANUAL = "manual"
@@ -198,6 +201,9 @@ class Candidate(msgspec.Struct, kw_only=True):
     status: ProviderStatus = ProviderStatus.UNKNOWN
     tightest_window: str | None = None
     hermes_model: str = ""
+    #: The strategy's headline figure for an eligible candidate, higher is better. ``headroom``: the
+    #: remaining fraction. ``pace``: spare pace of the binding window, in multiples of its even pace
+    #: (negative: projected to run out before its reset).
     score: float | None = None
 
 
@@ -228,6 +234,9 @@ class Turn(msgspec.Struct, kw_only=True):
     latency_ms: float | None = None
     #: When the call happened; the daemon uses its own clock when omitted.
     at: datetime | None = None
+    #: What the provider itself billed for the call, in USD, where it says (OpenRouter's
+    #: ``usage.cost``); it wins over the daemon's pricing table.
+    cost_usd: float | None = None
 
 
 class TurnAck(msgspec.Struct, kw_only=True):
@@ -246,7 +255,10 @@ class StoredTurn(msgspec.Struct, kw_only=True):
     status_code: int
     session: str | None = None
     agent: str | None = None
+    #: USD at API prices (for a subscription: the API-equivalent value); ``None`` if unpriced.
     cost_usd: float | None = None
+    #: Where the price came from: ``built-in 2026-10: claude-opus-4-5``, ``config: ...``, ``reported ...``.
+    pricing: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -267,6 +279,8 @@ class Hello(msgspec.Struct, kw_only=True):
 
 class ModelParams(msgspec.Struct, kw_only=True):
     model: str
+    #: The agent asking. An agent over its monthly budget is routed away from paid providers.
+    agent: str | None = None
 
 
 class ProviderFilter(msgspec.Struct, kw_only=True):
@@ -286,6 +300,50 @@ class ListTurnsParams(msgspec.Struct, kw_only=True):
     limit: int = 1000
     session: str | None = None
     agent: str | None = None
+
+
+class UsageGroup(enum.StrEnum):
+    PROVIDER = "provider"
+    MODEL = "model"
+    AGENT = "agent"
+    SESSION = "session"
+    DAY = "day"
+
+
+class UsageParams(msgspec.Struct, kw_only=True):
+    """``usage.summary``: a period (``today``, ``week``, ``month`` — calendar, UTC — ``all``, or a
+    rolling ``24h`` / ``7d``) or explicit ``since``/``until``; explicit times win over the period."""
+
+    period: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    group_by: list[UsageGroup] = msgspec.field(default_factory=lambda: [UsageGroup.PROVIDER])
+
+
+class UsageRow(msgspec.Struct, kw_only=True):
+    #: The value of each ``group_by`` field, in order (``None`` where a turn had none: no agent).
+    key: list[str | None]
+    turns: int = 0
+    #: Turns whose status was not a success (429, 5xx, ...).
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    #: API-priced value of every turn (subscriptions at their API-equivalent value).
+    cost_usd: float = 0.0
+    #: The part charged per token (API keys): money actually spent.
+    billed_usd: float = 0.0
+    #: Turns no price was found for; their cost is not in the totals.
+    unpriced: int = 0
+
+
+class UsageSummary(msgspec.Struct, kw_only=True):
+    since: datetime | None
+    until: datetime
+    group_by: list[UsageGroup]
+    rows: list[UsageRow]
+    total: UsageRow
 
 
 class DaemonStatus(msgspec.Struct, kw_only=True):

@@ -28,6 +28,7 @@ def test_paid_plan_fixture() -> None:
     (premium,) = usage.windows  # chat and completions are unlimited: no quota, not "0 % used"
     assert premium.name == "monthly" and premium.scope == "*" and premium.window_min == 43200
     assert premium.pct_used == 43.0  # 100 - 57 percent remaining
+    assert premium.source == "api"  # read from the account API with a token, not an OAuth usage endpoint
     assert premium.limit == 300 and premium.remaining == 171
     assert premium.resets_at == at(1790812800)  # 2026-10-01T00:00Z
     assert usage.plan == "individual"

@@ -22,6 +22,7 @@ def test_key_fixture() -> None:
     w = info.window
     assert w is not None and w.name == "monthly" and w.window_min == 43200
     assert w.pct_used == pytest.approx(25.5)  # 50 - 37.25 = 12.75 of 50
+    assert w.source == "api"
     assert w.limit == 50 and w.remaining == 37.25
     assert w.resets_at == datetime(2026, 10, 1, tzinfo=UTC)
 

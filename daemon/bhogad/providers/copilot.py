@@ -104,7 +104,7 @@ def _snapshot(
         window_min=MONTHLY_MIN,
         updated_at=now,
         scope=scope,
-        source=Source.OAUTH,
+        source=Source.API,
         limit=entitlement,
         remaining=remaining,
     )
@@ -129,7 +129,7 @@ def _free_plan(data: Mapping[str, Any], resets_at: datetime | None, now: datetim
                 window_min=MONTHLY_MIN,
                 updated_at=now,
                 scope=scope,
-                source=Source.OAUTH,
+                source=Source.API,
                 limit=total,
                 remaining=remaining,
             )

@@ -78,7 +78,7 @@ def parse_key(body: object, now: datetime) -> KeyInfo:
         resets_at=next_period_start(period, now) if period else None,
         window_min=_PERIODS.get(period or ""),
         updated_at=now,
-        source=Source.OAUTH,
+        source=Source.API,
         limit=limit,
         remaining=round(remaining, 6),
     )
@@ -94,7 +94,7 @@ def parse_credits(body: object, now: datetime) -> QuotaWindow | None:
         name="credits",
         pct_used=clamp_low(100.0 * usage / total),
         updated_at=now,
-        source=Source.OAUTH,
+        source=Source.API,
         limit=total,
         remaining=round(max(0.0, total - usage), 6),
     )
