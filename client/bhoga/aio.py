@@ -113,14 +113,16 @@ class AsyncRouter:
             raise ProtocolError(f"unexpected reply (id {reply.id!r}, wanted {request_id})")
         return decode_result(reply.result, result_type)
 
-    async def best_for(self, model: str) -> RouterRecommendation | None:
+    async def best_for(self, model: str, *, agent: str | None = None) -> RouterRecommendation | None:
+        params = {"model": model} if agent is None else {"model": model, "agent": agent}
         result: RouterRecommendation | None = await self.call(
-            Method.BEST_FOR, {"model": model}, RouterRecommendation | None
+            Method.BEST_FOR, params, RouterRecommendation | None
         )
         return result
 
-    async def rank(self, model: str) -> Ranking:
-        result: Ranking = await self.call(Method.RANK, {"model": model}, Ranking)
+    async def rank(self, model: str, *, agent: str | None = None) -> Ranking:
+        params = {"model": model} if agent is None else {"model": model, "agent": agent}
+        result: Ranking = await self.call(Method.RANK, params, Ranking)
         return result
 
     async def record_turn(
@@ -139,6 +141,7 @@ class AsyncRouter:
         latency_ms: float | None = None,
         error_body: dict[str, Any] | None = None,
         at: datetime | None = None,
+        cost_usd: float | None = None,
     ) -> int:
         """Report one model call and wait until it is stored; returns the turn's ledger id."""
         params = turn_params(
@@ -155,6 +158,7 @@ class AsyncRouter:
             latency_ms=latency_ms,
             error_body=error_body,
             at=at,
+            cost_usd=cost_usd,
         )
         ack: TurnAck = await self.call(Method.RECORD_TURN, params, TurnAck)
         return ack.id

@@ -33,7 +33,14 @@ Command = Callable[[argparse.Namespace, Router, TextIO], int]
 #: Modules that add subcommands: each has ``register(add)``, where ``add(name, func, help)`` returns the
 #: subcommand's parser. Commands get a Router that connects only when first used, so commands that
 #: must work without a daemon (doctor, service install) simply do not call it.
-EXTENSIONS: tuple[str, ...] = ("bhoga.cli_hermes", "bhoga.cli_service", "bhoga.cli_doctor", "bhoga.cli_metrics")
+EXTENSIONS: tuple[str, ...] = (
+    "bhoga.cli_hermes",
+    "bhoga.cli_service",
+    "bhoga.cli_doctor",
+    "bhoga.cli_metrics",
+    "bhoga.cli_usage",
+    "bhoga.cli_watch",
+)
 
 
 def _print_json(value: Any, out: TextIO) -> None:
@@ -105,7 +112,8 @@ def render_ranking(ranking: Ranking) -> str:
     for i, c in enumerate(ranking.candidates, 1):
         mark = f"{i}." if c.eligible else " ✗"
         left = f"{c.quota_pct * 100:.0f}%" if c.quota_pct >= 0 else "?"
-        lines.append(f"  {mark:<3} {c.provider_id:<16} p{c.priority}  {left:>4}  {c.reason}")
+        score = f"score {c.score:+.2f}  " if c.score is not None else ""
+        lines.append(f"  {mark:<3} {c.provider_id:<16} p{c.priority}  {left:>4}  {score}{c.reason}")
     return "\n".join(lines) + "\n"
 
 
@@ -122,7 +130,7 @@ def cmd_status(args: argparse.Namespace, router: Router, out: TextIO) -> int:
 
 
 def cmd_best(args: argparse.Namespace, router: Router, out: TextIO) -> int:
-    ranking = router.rank(args.model)
+    ranking = router.rank(args.model, agent=args.agent)
     rec = ranking.recommendation
     if args.json:
         _print_json(ranking if args.explain else rec, out)
@@ -248,8 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("best", cmd_best, "the best provider for a model (exit 3 when there is none)")
     p.add_argument("model")
     p.add_argument("--explain", action="store_true", help="show every candidate and why")
+    p.add_argument("--agent", help="ask as this agent (an agent over its budget avoids paid providers)")
     p = add("rank", cmd_best, "every candidate for a model, best first, with reasons")
     p.add_argument("model")
+    p.add_argument("--agent", help="ask as this agent (an agent over its budget avoids paid providers)")
     p.set_defaults(explain=True)
     p = add("set-quota", cmd_set_quota, "set a provider's remaining quota by hand (percent)")
     p.add_argument("provider")

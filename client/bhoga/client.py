@@ -36,6 +36,7 @@ from bhoga.protocol import (
     RouterRecommendation,
     StoredTurn,
     TurnAck,
+    UsageSummary,
 )
 
 log = logging.getLogger("bhoga")
@@ -93,7 +94,8 @@ def turn_params(
             for k, v in dict(headers).items()
             if v is not None and str(k).lower() != "authorization"
         }
-    params.update({k: v for k, v in extra.items() if v is not None and v != 0})
+    # Zero counts are the default and need not travel; a reported cost of zero (a free model) must.
+    params.update({k: v for k, v in extra.items() if v is not None and (v != 0 or k == "cost_usd")})
     return params
 
 
@@ -282,16 +284,19 @@ class Router:
 
     # -- the library's API -----------------------------------------------------------------------
 
-    def best_for(self, model: str) -> RouterRecommendation | None:
-        """The provider with the most usable quota for ``model`` now, or ``None`` if none can serve it."""
-        result: RouterRecommendation | None = self.call(
-            Method.BEST_FOR, {"model": model}, RouterRecommendation | None
-        )
+    def best_for(self, model: str, *, agent: str | None = None) -> RouterRecommendation | None:
+        """The provider with the most usable quota for ``model`` now, or ``None`` if none can serve it.
+
+        With ``agent``, an agent over its monthly budget is not sent to paid (API-key) providers.
+        """
+        params = {"model": model} if agent is None else {"model": model, "agent": agent}
+        result: RouterRecommendation | None = self.call(Method.BEST_FOR, params, RouterRecommendation | None)
         return result
 
-    def rank(self, model: str) -> Ranking:
+    def rank(self, model: str, *, agent: str | None = None) -> Ranking:
         """Every candidate for ``model``, best first, each with the reason it was chosen or rejected."""
-        result: Ranking = self.call(Method.RANK, {"model": model}, Ranking)
+        params = {"model": model} if agent is None else {"model": model, "agent": agent}
+        result: Ranking = self.call(Method.RANK, params, Ranking)
         return result
 
     def record_turn(
@@ -310,6 +315,7 @@ class Router:
         latency_ms: float | None = None,
         error_body: dict[str, Any] | None = None,
         at: datetime | None = None,
+        cost_usd: float | None = None,
         wait: bool = False,
     ) -> int | None:
         """Report one model call. Returns at once; with ``wait=True`` returns the stored turn's id.
@@ -331,6 +337,7 @@ class Router:
             latency_ms=latency_ms,
             error_body=error_body,
             at=at,
+            cost_usd=cost_usd,
         )
         if wait:
             ack: TurnAck = self.call(Method.RECORD_TURN, params, TurnAck)
@@ -393,6 +400,27 @@ class Router:
         if agent is not None:
             params["agent"] = agent
         result: list[StoredTurn] = self.call(Method.LIST_TURNS, params, list[StoredTurn])
+        return result
+
+    def usage(
+        self,
+        period: str | None = "today",
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        group_by: str | list[str] = "provider",
+    ) -> UsageSummary:
+        """Spend and tokens from the ledger: ``period`` is ``today``, ``week``, ``month`` (calendar,
+        UTC), ``all`` or rolling ``24h``/``7d``; ``since``/``until`` override it. ``group_by`` is any of
+        ``provider``, ``model``, ``agent``, ``session``, ``day``."""
+        params: dict[str, Any] = {"group_by": [group_by] if isinstance(group_by, str) else list(group_by)}
+        if period is not None:
+            params["period"] = period
+        if since is not None:
+            params["since"] = since
+        if until is not None:
+            params["until"] = until
+        result: UsageSummary = self.call(Method.USAGE_SUMMARY, params, UsageSummary)
         return result
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
+
 from bhoga import codec
 from bhoga.headers import read_response
 from bhoga.protocol import (
@@ -26,8 +27,7 @@ from bhoga.protocol import (
     SetQuotaParams,
     Turn,
 )
-
-from bhogad import routing
+from bhogad import budgets, pricing, routing
 from bhogad.config import Config
 from bhogad.metrics import Metrics
 from bhogad.rpc import RpcError
@@ -80,7 +80,9 @@ class Daemon:
         self._signatures: dict[str, tuple[object, ...]] = {}
         #: Bumped on every change of state or config; cached rankings from older versions are void.
         self.version = 0
-        self._rankings: dict[str, tuple[int, Ranking, datetime | None]] = {}
+        self._rankings: dict[tuple[str, bool], tuple[int, Ranking, datetime | None]] = {}
+        #: This month's spend, for budgets; rebuilt from the ledger by ``load``.
+        self.spend = budgets.Spend(month=budgets.month_of(clock()))
         self.started_at = clock()
         self.turns_stored = 0
         self.metrics = Metrics()
@@ -91,6 +93,10 @@ class Daemon:
         self.providers.update(providers)
         self.next_turn_id = self.store.last_turn_id() + 1
         self.turns_stored = self.store.count_turns()
+        # Budgets survive restarts because the ledger is their only record.
+        now = self.clock()
+        by_provider, by_agent = self.store.month_spend(budgets.month_start(now))
+        self.spend = budgets.Spend(month=budgets.month_of(now), providers=by_provider, agents=by_agent)
         for pid in self.cfg.providers:
             self.providers.setdefault(pid, new_provider(pid))
         self.detect_keys(os.environ)
@@ -135,22 +141,35 @@ class Daemon:
 
     # -- operations ------------------------------------------------------------------------------
 
-    def rank(self, model: str) -> Ranking:
-        """The ranking for ``model``, reused until state changes or time alone would change it.
+    def rank(self, model: str, agent: str | None = None) -> Ranking:
+        """The ranking for ``model`` (as ``agent`` sees it), reused until state changes or time alone
+        would change it.
 
         Harnesses ask for the same few models over and over; recomputing every provider's view per
-        call would make ranking the daemon's hottest path.
+        call would make ranking the daemon's hottest path. An agent's ranking differs from everyone
+        else's only while that agent is over its budget, so that is all the cache key carries.
         """
         now = self.clock()
-        cached = self._rankings.get(model)
+        budgeted = self.cfg.budgets
+        agent_over = budgets.agent_over(self.spend, budgeted, now, agent)
+        cache_key = (model, agent_over)
+        cached = self._rankings.get(cache_key)
         if cached is not None and cached[0] == self.version and (cached[2] is None or now < cached[2]):
             return cached[1]
         if not model.strip():
             raise InvalidInput("invalid_model", "model must be a non-empty string")
-        ranking, changes_at = routing.rank_until(model, self.providers, self.cfg, now)
+        blocked: dict[str, str] = {}
+        if budgeted.providers or budgeted.agents:
+            paid = [pid for pid, pcfg in self.cfg.providers.items() if pcfg.kind is ProviderKind.API_KEY]
+            blocked = budgets.blocked(self.spend, budgeted, now, paid, agent if agent_over else None)
+        ranking, changes_at = routing.rank_until(model, self.providers, self.cfg, now, blocked)
+        if budgeted.providers or budgeted.agents:
+            # Budgets reset at the month's turn, with no event to mark it.
+            month_turns = budgets.next_month_start(now)
+            changes_at = month_turns if changes_at is None else min(changes_at, month_turns)
         if len(self._rankings) > 1024:
             self._rankings.clear()
-        self._rankings[model] = (self.version, ranking, changes_at)
+        self._rankings[cache_key] = (self.version, ranking, changes_at)
         return ranking
 
     def reconfigure(self, cfg: Config) -> None:
@@ -161,20 +180,41 @@ class Daemon:
         _check_turn(turn)
         p = self.provider(turn.provider)
         now = self.clock()
+        if turn.at is not None:
+            # The ledger compares times as UTC text; a naive time is taken to be UTC.
+            turn.at = turn.at.replace(tzinfo=UTC) if turn.at.tzinfo is None else turn.at.astimezone(UTC)
+        at = turn.at or now
         reading = read_response(
             turn.headers,
             status_code=turn.status_code,
             error_body=turn.error_body,
-            now=now,
+            # The headers describe the quota when the response came, not when it was reported: a
+            # turn reported late must not override a poll taken after it. A clock ahead of ours
+            # must not make its reading outrank the next poll either.
+            now=min(at, now),
             default_cooldown_s=self.cfg.routing.default_cooldown_s,
         )
-        apply_turn(p, turn, reading, now)
+        apply_turn(p, turn, reading, now, burn_window_s=self.cfg.routing.burn_window_s)
         self.metrics.count_turn(turn.provider, turn.status_code)
+        pcfg = self.cfg.providers.get(turn.provider)
+        billed = (pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY
+        priced = pricing.price_turn(
+            turn.model,
+            turn.input_tokens,
+            turn.output_tokens,
+            turn.cache_read_tokens,
+            turn.cache_write_tokens,
+            overrides=self.cfg.pricing,
+            subscription=not billed,
+            reported_usd=turn.cost_usd,
+        )
+        if priced.cost_usd:
+            self.spend = budgets.add(self.spend, now, at, turn.provider, turn.agent, priced.cost_usd, billed)
         turn_id = self.next_turn_id
         self.next_turn_id += 1
         row = TurnRow(
             id=turn_id,
-            at=turn.at or now,
+            at=at,
             provider=turn.provider,
             model=turn.model,
             input_tokens=turn.input_tokens,
@@ -185,7 +225,9 @@ class Daemon:
             session=turn.session,
             agent=turn.agent,
             latency_ms=turn.latency_ms,
-            cost_usd=None,
+            cost_usd=priced.cost_usd,
+            pricing=priced.source,
+            billed=billed,
         )
         self.turns_stored += 1
         self.changed(turn.provider, "turn")
@@ -235,3 +277,7 @@ def _check_turn(turn: Turn) -> None:
             raise InvalidInput("out_of_range", f"{name} must be ≥ 0", field=name)
     if not 0 <= turn.status_code <= 999:
         raise InvalidInput("out_of_range", "status_code must be an HTTP status (0 for no response)")
+    if turn.cost_usd is not None and not 0.0 <= turn.cost_usd < 1e6:
+        raise InvalidInput(
+            "out_of_range", "cost_usd must be a non-negative number of US dollars", field="cost_usd"
+        )

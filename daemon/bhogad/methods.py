@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+
 from bhoga.protocol import (
     PROTOCOL_VERSION,
     DaemonStatus,
@@ -25,9 +26,10 @@ from bhoga.protocol import (
     Subscribed,
     Turn,
     TurnAck,
+    UsageParams,
+    UsageSummary,
 )
-
-from bhogad import __version__
+from bhogad import __version__, usage
 from bhogad.core import Daemon
 from bhogad.metrics import render
 from bhogad.rpc import Call, MethodSpec, RpcError
@@ -83,10 +85,10 @@ def build(daemon: Daemon, server: Any, refresh: Refresh | None = None) -> dict[s
         )
 
     def best_for(params: ModelParams, call: Call) -> RouterRecommendation | None:
-        return daemon.rank(params.model).recommendation
+        return daemon.rank(params.model, params.agent).recommendation
 
     def rank(params: ModelParams, call: Call) -> Ranking:
-        return daemon.rank(params.model)
+        return daemon.rank(params.model, params.agent)
 
     def record_turn(turn: Turn, call: Call) -> TurnAck | Awaitable[TurnAck]:
         turn_id, ticket = daemon.record_turn(turn)
@@ -110,6 +112,18 @@ def build(daemon: Daemon, server: Any, refresh: Refresh | None = None) -> dict[s
             params.limit,
             params.session,
             params.agent,
+            limiter=daemon.writer.limiter,
+        )
+
+    async def usage_summary(params: UsageParams, call: Call) -> UsageSummary:
+        try:
+            since, until = usage.resolve_period(params, daemon.clock())
+        except usage.BadPeriod as exc:
+            raise RpcError(ErrorCode.INVALID_PARAMS, str(exc), "bad_period", field="period") from None
+        await _durable(daemon.writer.submit())  # a caller's own acknowledged turns are counted
+        return await anyio.to_thread.run_sync(
+            daemon.store.read,
+            lambda conn: usage.summarise(conn, since, until, params.group_by),
             limiter=daemon.writer.limiter,
         )
 
@@ -150,6 +164,7 @@ def build(daemon: Daemon, server: Any, refresh: Refresh | None = None) -> dict[s
         Method.RANK: MethodSpec(ModelParams, rank),
         Method.RECORD_TURN: MethodSpec(Turn, record_turn),
         Method.LIST_TURNS: MethodSpec(ListTurnsParams, list_turns),
+        Method.USAGE_SUMMARY: MethodSpec(UsageParams, usage_summary),
         Method.SET_QUOTA: MethodSpec(SetQuotaParams, set_quota),
         Method.LIST_QUOTAS: MethodSpec(ProviderFilter, list_quotas),
         Method.SUBSCRIBE: MethodSpec(None, subscribe),

@@ -216,6 +216,10 @@ def outlook(w: QuotaWindow, now: datetime, burn: Burn | None) -> Outlook:
     remaining = w.pct_remaining
     hours_left = max(_hours(w.resets_at - now), _MIN_HOURS) if w.resets_at is not None else None
     length = _length_h(w)
+    if hours_left is not None and length is not None and hours_left > length:
+        # A window cannot reset later than one length from now; a hand-set reset shared by the
+        # 5-hour and weekly windows would otherwise stretch the 5-hour one over days.
+        hours_left = length
     # A 5-hour window that reset starts again at the next message: a full length lies ahead.
     horizon = hours_left if hours_left is not None else length
     rate = burn.pct_per_h if burn is not None else 0.0
@@ -247,7 +251,7 @@ TIER_LASTS, TIER_RUNS_OUT, TIER_UNKNOWN, TIER_PAID = 0.0, 1.0, 2.0, 3.0
 
 
 def span(hours: float) -> str:
-    minutes = abs(hours) * 60
+    minutes = round(abs(hours) * 60)  # whole minutes first, or 2h59.99m prints as "2h60m"
     if minutes < 90:
         return f"{minutes:.0f}m"
     if minutes < 48 * 60:

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
-from bhoga.protocol import StoredTurn
 
+from bhoga.protocol import StoredTurn
 from bhogad.state import ProviderState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "state.db"
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
@@ -38,7 +41,9 @@ CREATE TABLE IF NOT EXISTS turns (
     session TEXT,
     agent TEXT,
     latency_ms REAL,
-    cost_usd REAL
+    cost_usd REAL,
+    pricing TEXT,
+    billed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS turns_at ON turns (at);
 CREATE TABLE IF NOT EXISTS providers (
@@ -46,6 +51,14 @@ CREATE TABLE IF NOT EXISTS providers (
     record BLOB NOT NULL
 );
 """
+
+#: Columns added after schema 1, with their definitions: added in place to an older ledger.
+_ADDED_COLUMNS = {"pricing": "TEXT", "billed": "INTEGER NOT NULL DEFAULT 0"}
+
+_TURN_COLUMNS = (
+    "id, at, provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
+    "status_code, session, agent, latency_ms, cost_usd, pricing, billed"
+)
 
 _provider_decoder = msgspec.json.Decoder(ProviderState)
 
@@ -68,6 +81,10 @@ class TurnRow(msgspec.Struct, kw_only=True, array_like=True):
     agent: str | None
     latency_ms: float | None
     cost_usd: float | None
+    #: Where ``cost_usd`` came from (``pricing.Priced.source``).
+    pricing: str | None = None
+    #: Charged per token (an API key) rather than drawn from a subscription.
+    billed: bool = False
 
 
 class Store:
@@ -107,6 +124,11 @@ class Store:
                     conn.close()
                     raise _Unusable(f"integrity check failed: {check}")
             conn.executescript(_SCHEMA)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(turns)")}
+            for column, definition in _ADDED_COLUMNS.items():
+                if column not in have:
+                    # Older ledgers keep every row; the new columns start empty for them.
+                    conn.execute(f"ALTER TABLE turns ADD COLUMN {column} {definition}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise _Unusable(f"not a readable SQLite database: {exc}") from exc
@@ -138,7 +160,7 @@ class Store:
     ) -> list[StoredTurn]:
         sql = (
             "SELECT id, at, provider, model, input_tokens, output_tokens, cache_read_tokens, "
-            "cache_write_tokens, status_code, session, agent, cost_usd FROM turns WHERE id > ?"
+            "cache_write_tokens, status_code, session, agent, cost_usd, pricing FROM turns WHERE id > ?"
         )
         args: list[object] = [after_id]
         if session is not None:
@@ -163,9 +185,35 @@ class Store:
                 session=r[9],
                 agent=r[10],
                 cost_usd=r[11],
+                pricing=r[12],
             )
             for r in self._conn.execute(sql, args)
         ]
+
+    def month_spend(self, since: datetime) -> tuple[dict[str, float], dict[str, float]]:
+        """USD spent since ``since`` (aware UTC) per provider, and billed USD per agent."""
+        cutoff = since.isoformat()
+        providers = {
+            pid: float(total)
+            for pid, total in self._conn.execute(
+                "SELECT provider, sum(cost_usd) FROM turns WHERE at >= ? AND cost_usd IS NOT NULL "
+                "GROUP BY provider",
+                (cutoff,),
+            )
+        }
+        agents = {
+            agent: float(total)
+            for agent, total in self._conn.execute(
+                "SELECT agent, sum(cost_usd) FROM turns WHERE at >= ? AND billed = 1 AND agent IS NOT NULL "
+                "AND cost_usd IS NOT NULL GROUP BY agent",
+                (cutoff,),
+            )
+        }
+        return providers, agents
+
+    def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only query function on the connection (from the writer's thread, like every call)."""
+        return query(self._conn)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -175,7 +223,7 @@ class Store:
         conn.execute("BEGIN")
         try:
             conn.executemany(
-                "INSERT INTO turns VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO turns ({_TURN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         t.id,
@@ -191,6 +239,8 @@ class Store:
                         t.agent,
                         t.latency_ms,
                         t.cost_usd,
+                        t.pricing,
+                        int(t.billed),
                     )
                     for t in turns
                 ],
