@@ -616,6 +616,9 @@ def _rate_limited_stop(
 # The reading
 
 
+_FAMILY_PREFIXES: Final = (_UNIFIED, "anthropic-ratelimit-", "x-ratelimit-")
+
+
 def read_response(
     headers: Mapping[str, str],
     *,
@@ -635,13 +638,17 @@ def read_response(
     default_s = default_cooldown_s if math.isfinite(default_cooldown_s) else 0.0
     # Real headers win over the copies OpenRouter puts in its error body.
     h = {**_body_headers(error_body), **normalise_headers(headers)}
-    unified = _read_unified(h, now)
+    # Most responses carry one family of headers or none; probing every family's dozens of names on
+    # every turn was the daemon's main cost per recorded turn, so look only where names are present.
+    present = {prefix for prefix in _FAMILY_PREFIXES if any(k.startswith(prefix) for k in h)}
+    unified = _read_unified(h, now) if _UNIFIED in present else _Unified([], [], False, {})
     codex = _read_codex(h, now)
-    buckets = [
-        w
-        for w in (*_anthropic_api_windows(h, now), *_openai_windows(h, now), *_openrouter_windows(h, now))
-        if w is not None
-    ]
+    candidates: list[QuotaWindow | None] = []
+    if "anthropic-ratelimit-" in present:
+        candidates.extend(_anthropic_api_windows(h, now))
+    if "x-ratelimit-" in present:
+        candidates.extend((*_openai_windows(h, now), *_openrouter_windows(h, now)))
+    buckets = [w for w in candidates if w is not None]
     windows = [*buckets, *unified.windows, *codex.windows]
     usage_limit = _codex_usage_limit(error_body, now) if status_code == 429 else None
 
