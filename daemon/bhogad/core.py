@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
+import msgspec
 import structlog
 
 from bhoga import codec
@@ -23,6 +24,7 @@ from bhoga.protocol import (
     ProviderKind,
     ProviderQuota,
     QuotaChanged,
+    QuotaWindow,
     Ranking,
     SetQuotaParams,
     Turn,
@@ -30,6 +32,7 @@ from bhoga.protocol import (
 from bhogad import budgets, pricing, routing
 from bhogad.config import Config
 from bhogad.metrics import Metrics
+from bhogad.providers.values import model_scope
 from bhogad.rpc import RpcError
 from bhogad.state import (
     Availability,
@@ -194,6 +197,8 @@ class Daemon:
             now=min(at, now),
             default_cooldown_s=self.cfg.routing.default_cooldown_s,
         )
+        if reading.limit_names:
+            reading.windows = [_named_scope(w, reading.limit_names) for w in reading.windows]
         apply_turn(p, turn, reading, now, burn_window_s=self.cfg.routing.burn_window_s)
         self.metrics.count_turn(turn.provider, turn.status_code)
         pcfg = self.cfg.providers.get(turn.provider)
@@ -265,6 +270,16 @@ class Daemon:
         line = codec.notification_line(QUOTA_CHANGED, QuotaChanged(provider=pid, cause=cause, quota=quota))
         for subscriber in self.subscribers:
             subscriber.offer(line)
+
+
+def _named_scope(w: QuotaWindow, names: dict[str, str]) -> QuotaWindow:
+    """A named extra limit (Codex's Spark family) scoped to the model it names, as the poller
+    scopes it: then a header reading and a poll are one window, the newer wins, and it limits the
+    model it belongs to instead of none."""
+    limit_id = w.scope.removeprefix("limit:")
+    if limit_id == w.scope or limit_id not in names:
+        return w
+    return msgspec.structs.replace(w, scope=model_scope(names[limit_id], limit_id))
 
 
 def _check_turn(turn: Turn) -> None:

@@ -367,3 +367,33 @@ def test_pace_rankings_are_reused_only_briefly(tmp_path: Path) -> None:
             store.close()
 
     anyio.run(main)
+
+
+def test_a_named_codex_limit_from_headers_limits_its_model_and_meets_the_poll(tmp_path: Path) -> None:
+    """``x-codex-bengalfox-*`` names its model (GPT-5.3-Codex-Spark): the header reading takes the
+    same key the poller gives that limit, so the newer of the two wins, and a full Spark window
+    blocks Spark without blocking the account's other models."""
+    spark = "gpt-5.3-codex-spark"
+    clock = [NOW]
+
+    async def main() -> None:
+        store = Store.open(tmp_path)
+        try:
+            daemon = Daemon(config.build(), store, lambda: clock[0])
+            daemon.load()
+            full = load("codex-headers.json") | {"x-codex-bengalfox-primary-used-percent": "100"}
+            daemon.record_turn(Turn(provider="openai-codex", model=spark, headers=full))
+            codex = daemon.providers["openai-codex"]
+            assert codex.windows[f"burst/{spark}"].pct_used == 100
+            assert not any(key.endswith("limit:codex_bengalfox") for key in codex.windows)
+            blocked = daemon.rank(spark)
+            assert blocked.recommendation is None or blocked.recommendation.provider_id != "openai-codex"
+            reason = next(c.reason for c in blocked.candidates if c.provider_id == "openai-codex")
+            assert reason.startswith(f"'burst/{spark}' window exhausted until")
+            other = daemon.rank("gpt-5.4").recommendation
+            assert other is not None and other.provider_id == "openai-codex"
+            await daemon.writer.flush()
+        finally:
+            store.close()
+
+    anyio.run(main)
