@@ -4,7 +4,9 @@ What it measures (each next to the echo baseline, as a ratio, because shared mac
 
 * ``router.best_for`` latency, one client: p50 and p99 of a request/reply round trip.
 * ``router.best_for`` throughput with 1, 8 and 32 client processes, each in a request/reply loop.
-* ``turns.record`` ingest: acknowledged (durable) turns per second from 8 processes.
+* ``turns.record`` ingest from 8 processes: acknowledged (durable) turns per second, one at a time;
+  and fire-and-forget notifications in bursts of 100, each burst closed by a request that returns
+  only once the burst is stored (the echo server just echoes the same lines).
 
 Clients use raw blocking sockets for both servers, so the figures compare the servers, not client
 libraries. A last line shows the real ``bhoga.Router`` latency for reference.
@@ -34,6 +36,9 @@ RECORD = (
     b'"input_tokens":1200,"output_tokens":800,"headers":{"anthropic-ratelimit-tokens-limit":"100000",'
     b'"anthropic-ratelimit-tokens-remaining":"90000","anthropic-ratelimit-tokens-reset":"2030-01-01T00:00:00Z"}},"id":1}\n'
 )
+
+NOTIFY = RECORD.replace(b',"id":1}\n', b"}\n")
+SYNC = b'{"jsonrpc":"2.0","method":"turns.list","params":{"after_id":1000000000000,"limit":1},"id":2}\n'
 
 
 # -- the baseline ----------------------------------------------------------------------------------
@@ -79,26 +84,36 @@ def latencies(path: str, request: bytes, n: int) -> list[float]:
 
 
 def loop_client(
-    path: str, request: bytes, start_at: float, stop_at: float, counts: multiprocessing.Queue
-) -> None:  # type: ignore[type-arg]
+    path: str,
+    request: bytes,
+    start_at: float,
+    stop_at: float,
+    counts: multiprocessing.Queue,  # type: ignore[type-arg]
+    burst: int,
+) -> None:
+    """Request/reply in a loop; with ``burst`` > 1, send that many notifications, then one request
+    that replies only once they are all stored (``turns.list`` waits for pending writes)."""
     sock, readline = connect(path)
+    echo = path.endswith("echo.sock")
     while time.time() < start_at:
         time.sleep(0.001)
     done = 0
+    payload = request if burst == 1 else NOTIFY * burst + SYNC
     while time.time() < stop_at:
-        sock.sendall(request)
-        readline()
-        done += 1
+        sock.sendall(payload)
+        for _ in range(burst + 1 if echo and burst > 1 else 1):
+            readline()
+        done += burst
     sock.close()
     counts.put(done)
 
 
-def throughput(path: str, request: bytes, processes: int, seconds: float) -> float:
+def throughput(path: str, request: bytes, processes: int, seconds: float, burst: int = 1) -> float:
     ctx = multiprocessing.get_context("fork")
     counts: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
     start_at = time.time() + 0.5 + processes * 0.02
     procs = [
-        ctx.Process(target=loop_client, args=(path, request, start_at, start_at + seconds, counts))
+        ctx.Process(target=loop_client, args=(path, request, start_at, start_at + seconds, counts, burst))
         for _ in range(processes)
     ]
     for p in procs:
@@ -186,6 +201,9 @@ def main() -> None:
         e = throughput(echo_path, RECORD, 8, args.seconds)
         o = throughput(bhoga_path, RECORD, 8, args.seconds)
         rows.append(("turns.record acked (turns/s, 8 proc)", o, e, f"{o / e:.2f} of echo"))
+        e = throughput(echo_path, RECORD, 8, args.seconds, burst=100)
+        o = throughput(bhoga_path, RECORD, 8, args.seconds, burst=100)
+        rows.append(("turns.record notified, stored (turns/s, 8 proc)", o, e, f"{o / e:.2f} of echo"))
         real = router_latency(bhoga_path, args.samples)
         rows.append(
             (
@@ -196,9 +214,9 @@ def main() -> None:
             )
         )
 
-        print(f"{'measure':<44} {'bhogad':>12} {'echo':>12}  ratio")
+        print(f"{'measure':<50} {'bhogad':>12} {'echo':>12}  ratio")
         for name, ours, base, ratio in rows:
-            print(f"{name:<44} {ours:>12,.0f} {base:>12,.0f}  {ratio}")
+            print(f"{name:<50} {ours:>12,.0f} {base:>12,.0f}  {ratio}")
         print(f"(cores: {os.cpu_count()}, seconds per throughput run: {args.seconds})")
     finally:
         daemon.terminate()
