@@ -26,8 +26,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import bhoga
 import httpx
+
+import bhoga
 from bhoga.protocol import Candidate
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from bhoga import DaemonNotRunning, Router
 
 REPO = Path(__file__).resolve().parents[1]

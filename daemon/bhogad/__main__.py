@@ -6,8 +6,8 @@ import argparse
 import sys
 
 import anyio
-from bhoga import paths
 
+from bhoga import paths
 from bhogad import __version__, logsetup
 from bhogad import config as config_mod
 from bhogad.app import App, Options, StartupError

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 import structlog
+
 from bhoga import codec
 from bhoga.protocol import MAX_BATCH, ErrorCode, ErrorObject, IncomingRequest
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+
 from bhoga.codec import LineReader, LineTooLong, notification_line
 from bhoga.protocol import ErrorCode
-
 from bhogad.config import ServerConfig
 from bhogad.core import Daemon
 from bhogad.platform.peercred import peer_ids

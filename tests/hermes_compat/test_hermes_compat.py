@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from bhoga.families import HERMES_API_MODES, HERMES_PROVIDER, to_hermes_model
 from bhoga.hermes import (
     DEFAULT_AUX_TASKS,

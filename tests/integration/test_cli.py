@@ -56,7 +56,7 @@ def test_json_output_is_parseable_everywhere(daemon: DaemonProcess) -> None:
     best: Any = json.loads(daemon.cli("best", "gpt-5.4", "--json").stdout)
     assert best["provider_id"] == "openai-codex" and best["quota_pct"] == 0.66
     ranking = json.loads(daemon.cli("rank", "gpt-5.4", "--json").stdout)
-    assert [c["provider_id"] for c in ranking["candidates"]][0] == "openai-codex"
+    assert next(c["provider_id"] for c in ranking["candidates"]) == "openai-codex"
     status = json.loads(daemon.cli("status", "--json").stdout)
     assert {q["provider_id"] for q in status} >= {"claude_code", "openai-codex", "openrouter"}
     recorded = json.loads(daemon.cli("record", "openai-codex", "gpt-5.4", "--input", "5", "--json").stdout)

@@ -8,6 +8,7 @@ against the real package, so the expectations here cannot drift from it unnotice
 from __future__ import annotations
 
 import pytest
+
 from bhoga.families import (
     DEFAULT_HIERARCHY,
     HERMES_API_MODES,

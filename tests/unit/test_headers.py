@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from bhoga.headers import (
     HeaderReading,
     calibrate,
@@ -25,8 +28,6 @@ from bhoga.headers import (
     window_name,
 )
 from bhoga.protocol import ProviderQuota, ProviderStatus, QuotaWindow, Source, WindowKind
-from hypothesis import given
-from hypothesis import strategies as st
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "providers"
 NOW = datetime(2026, 9, 24, 12, 0, 0, tzinfo=UTC)

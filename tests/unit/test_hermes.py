@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
+
 from bhoga import cli_hermes, hermes
 from bhoga.hermes import (
     BACKUP_SUFFIX,
@@ -38,7 +40,6 @@ from bhoga.hermes import (
     write_plan,
 )
 from bhoga.protocol import Candidate, ProviderStatus, Ranking, RouterRecommendation
-from ruamel.yaml import YAML
 
 CLAUDE = "claude-sonnet-4.6"
 

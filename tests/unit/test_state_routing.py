@@ -12,6 +12,7 @@ import pytest
 from bhoga.headers import read_response
 from bhoga.protocol import ProviderKind, ProviderStatus, QuotaWindow, SetQuotaParams, Source, Turn, WindowKind
 from bhogad.config import build
+from bhogad.routing import rank
 from bhogad.state import (
     Availability,
     PollResult,
@@ -25,7 +26,6 @@ from bhogad.state import (
     new_provider,
     scope_applies,
 )
-from bhogad.routing import rank
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
 CFG = build()
