@@ -259,6 +259,9 @@ class StoredTurn(msgspec.Struct, kw_only=True):
     cost_usd: float | None = None
     #: Where the price came from: ``built-in 2026-10: claude-opus-4-5``, ``config: ...``, ``reported ...``.
     pricing: str | None = None
+    latency_ms: float | None = None
+    #: Charged per token (an API key) rather than drawn from a subscription.
+    billed: bool = False
 
 
 # --------------------------------------------------------------------------------------------------

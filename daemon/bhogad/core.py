@@ -27,6 +27,7 @@ from bhoga.protocol import (
     QuotaWindow,
     Ranking,
     SetQuotaParams,
+    StoredTurn,
     Turn,
 )
 from bhogad import budgets, pricing, routing
@@ -46,7 +47,7 @@ from bhogad.state import (
     provider_quota,
     signature,
 )
-from bhogad.store import Store, TurnRow
+from bhogad.store import Store
 from bhogad.writer import Ticket, Writer
 
 log = structlog.get_logger("bhogad.core")
@@ -217,7 +218,7 @@ class Daemon:
             self.spend = budgets.add(self.spend, now, at, turn.provider, turn.agent, priced.cost_usd, billed)
         turn_id = self.next_turn_id
         self.next_turn_id += 1
-        row = TurnRow(
+        row = StoredTurn(
             id=turn_id,
             at=at,
             provider=turn.provider,

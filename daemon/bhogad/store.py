@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -67,24 +67,45 @@ class StoreError(Exception):
     pass
 
 
-class TurnRow(msgspec.Struct, kw_only=True, array_like=True):
-    id: int
-    at: datetime
-    provider: str
-    model: str
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    status_code: int
-    session: str | None
-    agent: str | None
-    latency_ms: float | None
-    cost_usd: float | None
-    #: Where ``cost_usd`` came from (``pricing.Priced.source``).
-    pricing: str | None = None
-    #: Charged per token (an API key) rather than drawn from a subscription.
-    billed: bool = False
+def _row_from_turn(t: StoredTurn) -> tuple[object, ...]:
+    """A ledger row, in ``_TURN_COLUMNS`` order."""
+    return (
+        t.id,
+        t.at.isoformat(),
+        t.provider,
+        t.model,
+        t.input_tokens,
+        t.output_tokens,
+        t.cache_read_tokens,
+        t.cache_write_tokens,
+        t.status_code,
+        t.session,
+        t.agent,
+        t.latency_ms,
+        t.cost_usd,
+        t.pricing,
+        int(t.billed),
+    )
+
+
+def _turn_from_row(r: tuple[Any, ...]) -> StoredTurn:
+    return StoredTurn(
+        id=r[0],
+        at=datetime.fromisoformat(r[1]),
+        provider=r[2],
+        model=r[3],
+        input_tokens=r[4],
+        output_tokens=r[5],
+        cache_read_tokens=r[6],
+        cache_write_tokens=r[7],
+        status_code=r[8],
+        session=r[9],
+        agent=r[10],
+        latency_ms=r[11],
+        cost_usd=r[12],
+        pricing=r[13],
+        billed=bool(r[14]),
+    )
 
 
 class Store:
@@ -158,10 +179,7 @@ class Store:
     def list_turns(
         self, after_id: int, limit: int, session: str | None = None, agent: str | None = None
     ) -> list[StoredTurn]:
-        sql = (
-            "SELECT id, at, provider, model, input_tokens, output_tokens, cache_read_tokens, "
-            "cache_write_tokens, status_code, session, agent, cost_usd, pricing FROM turns WHERE id > ?"
-        )
+        sql = f"SELECT {_TURN_COLUMNS} FROM turns WHERE id > ?"
         args: list[object] = [after_id]
         if session is not None:
             sql += " AND session = ?"
@@ -171,24 +189,7 @@ class Store:
             args.append(agent)
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
-        return [
-            StoredTurn(
-                id=r[0],
-                at=datetime.fromisoformat(r[1]),
-                provider=r[2],
-                model=r[3],
-                input_tokens=r[4],
-                output_tokens=r[5],
-                cache_read_tokens=r[6],
-                cache_write_tokens=r[7],
-                status_code=r[8],
-                session=r[9],
-                agent=r[10],
-                cost_usd=r[11],
-                pricing=r[12],
-            )
-            for r in self._conn.execute(sql, args)
-        ]
+        return [_turn_from_row(r) for r in self._conn.execute(sql, args)]
 
     def month_spend(self, since: datetime) -> tuple[dict[str, float], dict[str, float]]:
         """USD spent since ``since`` (aware UTC) per provider, and billed USD per agent."""
@@ -217,33 +218,14 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def commit(self, turns: Iterable[TurnRow], providers: Iterable[tuple[str, bytes]]) -> None:
+    def commit(self, turns: Iterable[StoredTurn], providers: Iterable[tuple[str, bytes]]) -> None:
         """Write a batch in one transaction: all of it is stored, or none of it."""
         conn = self._conn
         conn.execute("BEGIN")
         try:
             conn.executemany(
                 f"INSERT INTO turns ({_TURN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        t.id,
-                        t.at.isoformat(),
-                        t.provider,
-                        t.model,
-                        t.input_tokens,
-                        t.output_tokens,
-                        t.cache_read_tokens,
-                        t.cache_write_tokens,
-                        t.status_code,
-                        t.session,
-                        t.agent,
-                        t.latency_ms,
-                        t.cost_usd,
-                        t.pricing,
-                        int(t.billed),
-                    )
-                    for t in turns
-                ],
+                [_row_from_turn(t) for t in turns],
             )
             conn.executemany(
                 "INSERT OR REPLACE INTO providers (id, record) VALUES (?, ?)",

@@ -14,8 +14,9 @@ import anyio
 import msgspec
 import structlog
 
+from bhoga.protocol import StoredTurn
 from bhogad.state import ProviderState
-from bhogad.store import Store, TurnRow
+from bhogad.store import Store
 
 log = structlog.get_logger("bhogad.writer")
 _encoder = msgspec.json.Encoder()
@@ -38,7 +39,7 @@ class Writer:
     def __init__(self, store: Store, providers: Callable[[str], ProviderState | None]) -> None:
         self._store = store
         self._provider = providers
-        self._turns: list[TurnRow] = []
+        self._turns: list[StoredTurn] = []
         self._dirty: set[str] = set()
         self._ticket = Ticket()
         self._wakeup = anyio.Event()
@@ -47,7 +48,7 @@ class Writer:
         self.commits = 0
         self.failures = 0
 
-    def submit(self, turns: Iterable[TurnRow] = (), dirty: Iterable[str] = ()) -> Ticket:
+    def submit(self, turns: Iterable[StoredTurn] = (), dirty: Iterable[str] = ()) -> Ticket:
         self._turns.extend(turns)
         self._dirty.update(dirty)
         self._wakeup.set()
