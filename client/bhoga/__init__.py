@@ -8,24 +8,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bhoga.client import Router as Router
-from bhoga.client import check_quota as check_quota
-from bhoga.errors import BhogaError as BhogaError
-from bhoga.errors import ClientTimeout as ClientTimeout
-from bhoga.errors import DaemonNotRunning as DaemonNotRunning
-from bhoga.errors import InvalidParams as InvalidParams
-from bhoga.errors import ProtocolError as ProtocolError
-from bhoga.errors import RemoteError as RemoteError
-from bhoga.families import model_family as model_family
-from bhoga.families import to_hermes_model as to_hermes_model
-from bhoga.headers import calibrate as calibrate
-from bhoga.headers import mark_throttled as mark_throttled
-from bhoga.protocol import BillingCadence as BillingCadence
-from bhoga.protocol import ProviderQuota as ProviderQuota
-from bhoga.protocol import ProviderStatus as ProviderStatus
-from bhoga.protocol import QuotaWindow as QuotaWindow
-from bhoga.protocol import Ranking as Ranking
-from bhoga.protocol import RouterRecommendation as RouterRecommendation
+from bhoga.client import Router as Router, check_quota as check_quota
+from bhoga.errors import (
+    BhogaError as BhogaError,
+    ClientTimeout as ClientTimeout,
+    DaemonNotRunning as DaemonNotRunning,
+    InvalidParams as InvalidParams,
+    ProtocolError as ProtocolError,
+    RemoteError as RemoteError,
+)
+from bhoga.families import model_family as model_family, to_hermes_model as to_hermes_model
+from bhoga.headers import calibrate as calibrate, mark_throttled as mark_throttled
+from bhoga.protocol import (
+    BillingCadence as BillingCadence,
+    ProviderQuota as ProviderQuota,
+    ProviderStatus as ProviderStatus,
+    QuotaWindow as QuotaWindow,
+    Ranking as Ranking,
+    RouterRecommendation as RouterRecommendation,
+)
 
 if TYPE_CHECKING:
     from bhoga.aio import AsyncRouter as AsyncRouter

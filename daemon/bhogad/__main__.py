@@ -8,8 +8,7 @@ import sys
 import anyio
 
 from bhoga import paths
-from bhogad import __version__, logsetup
-from bhogad import config as config_mod
+from bhogad import __version__, config as config_mod, logsetup
 from bhogad.app import App, Options, StartupError
 from bhogad.platform.lock import AlreadyRunning
 

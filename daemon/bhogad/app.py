@@ -26,8 +26,7 @@ import structlog
 
 from bhoga.paths import check_socket_path_length
 from bhoga.protocol import Method
-from bhogad import config as config_mod
-from bhogad import methods, metrics_http
+from bhogad import config as config_mod, methods, metrics_http
 from bhogad.core import Daemon
 from bhogad.platform import listen
 from bhogad.platform.lock import UnsafeDirectory, acquire, ensure_private_dir
