@@ -7,10 +7,10 @@ method's own type, so each error maps to the code the spec gives it: bad JSON -3
 
 from __future__ import annotations
 
-import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from types import CoroutineType
 from typing import Any
 
 import msgspec
@@ -33,7 +33,7 @@ class Call:
         self.notification = notification
 
 
-#: A handler returns its result, or an awaitable of it when it must wait for something.
+#: A handler returns its result, or a coroutine for it when it must wait for something.
 Handler = Callable[[Any, Call], Any]
 
 
@@ -56,7 +56,8 @@ class MethodSpec:
     def __init__(self, params_type: type[msgspec.Struct] | None, handler: Handler) -> None:
         self.params_type = params_type
         self.handler = handler
-        self.decoder = msgspec.json.Decoder(params_type) if params_type is not None else None
+        # One decode takes params by name (an object) or by position (an array).
+        self.decoder = msgspec.json.Decoder(params_type | list[Any]) if params_type is not None else None
         fields = msgspec.structs.fields(params_type) if params_type is not None else ()
         self.fields = tuple(f.encode_name for f in fields)
 
@@ -65,15 +66,15 @@ class MethodSpec:
             return None
         if raw is msgspec.UNSET:
             return self.decoder.decode(b"{}")
-        if bytes(raw).lstrip()[:1] == b"[":
+        params = self.decoder.decode(raw)
+        if type(params) is list:
             # By-position params, in the order the params Struct declares its fields.
-            values = msgspec.json.decode(raw, type=list[Any])
-            if len(values) > len(self.fields):
+            if len(params) > len(self.fields):
                 raise msgspec.ValidationError(
-                    f"Expected at most {len(self.fields)} params, got {len(values)}"
+                    f"Expected at most {len(self.fields)} params, got {len(params)}"
                 )
-            return msgspec.convert(dict(zip(self.fields, values, strict=False)), self.params_type)
-        return self.decoder.decode(raw)
+            return msgspec.convert(dict(zip(self.fields, params, strict=False)), self.params_type)
+        return params
 
 
 _envelope = msgspec.json.Decoder(IncomingRequest | list[msgspec.Raw])
@@ -165,7 +166,7 @@ class Dispatcher:
             result = spec.handler(params, Call(ctx, notification))
         except Exception as exc:
             return self._failed(method, request_id, notification, exc, started)
-        if inspect.isawaitable(result):
+        if type(result) is CoroutineType:
             return self._finish(method, request_id, notification, result, started)
         return self._succeeded(method, request_id, notification, result, started)
 
