@@ -89,6 +89,10 @@ _MAX_LABEL: Final = 64
 
 def _text(value: object) -> str | None:
     """A header value as stripped text, or ``None`` when there is nothing usable in it."""
+    if type(value) is str:  # the common case, checked first: this runs dozens of times per turn
+        return value.strip() or None
+    if value is None:
+        return None
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     elif isinstance(value, int | float) and not isinstance(value, bool):
