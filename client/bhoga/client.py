@@ -179,15 +179,17 @@ class Router:
             return
 
     def _spawn_daemon(self) -> None:
+        """Start bhogad detached: a short-lived intermediate starts it in its own session and exits,
+        so the daemon is not our child (no zombie when it exits, nothing for us to reap). Several
+        starters may race; the daemon's instance lock lets exactly one serve."""
         log.info("starting bhogad for %s", self.socket_path)
-        subprocess.Popen(
-            [sys.executable, "-m", "bhogad", "--socket", os.fspath(self.socket_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
+        daemon = [sys.executable, "-m", "bhogad", "--socket", os.fspath(self.socket_path)]
+        launcher = (
+            "import subprocess, sys; "
+            "subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
+            "stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)"
         )
+        subprocess.run([sys.executable, "-c", launcher, *daemon], check=False, timeout=30)
 
     def _disconnect(self) -> None:
         for closable in (self._file, self._sock):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 from typing import Any
 
@@ -158,3 +159,24 @@ def test_import_bhoga_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
     assert callable(bhoga.model_family) and callable(bhoga.calibrate)
+
+
+def test_autostart_starts_a_daemon_when_none_runs(tmp_root: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Router(autostart=True)`` spawns bhogad itself; several racing starters end with one daemon."""
+    run = tmp_root / "run"
+    run.mkdir(mode=0o700)
+    # The spawned daemon inherits this environment: keep its state and config inside the test.
+    monkeypatch.setenv("BHOGA_STATE", str(tmp_root / "state"))
+    monkeypatch.setenv("BHOGA_CONFIG", str(tmp_root / "none.yaml"))
+    sock = run / "auto.sock"
+    routers = [Router(socket_path=sock, autostart=True) for _ in range(3)]
+    try:
+        pids = {router.hello().pid for router in routers}
+        assert len(pids) == 1  # the instance lock let exactly one of the spawned daemons serve
+        routers[0].set_quota("claude_code", 50)
+        assert routers[2].quotas()["claude_code:*"].quota_pct == pytest.approx(0.5)
+    finally:
+        for router in routers:
+            router.close()
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
