@@ -237,6 +237,16 @@ def daemon_checks(router: Router, now: datetime) -> tuple[list[Check], DaemonSta
         checks.append(Check("providers", FAIL, f"bhogad did not list providers: {exc}", "restart bhogad"))
         return checks, None
     checks.extend(check_provider(q, now) for q in quotas)
+    if not any(q.available for q in quotas):
+        checks.append(
+            Check(
+                "providers",
+                WARN,
+                "no provider is available here, so every `best` answers none",
+                "sign in to a CLI (`claude`, `codex login`, `gh auth login`), export an API key the "
+                "daemon can see, or set a quota by hand: bhoga set-quota PROVIDER PCT",
+            )
+        )
     return checks, status
 
 

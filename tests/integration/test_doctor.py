@@ -30,6 +30,15 @@ def test_healthy_daemon_passes(daemon: DaemonProcess) -> None:
     assert text.returncode == 0 and "0 failed" in text.stdout
 
 
+def test_no_available_provider_is_a_warning_with_what_to_do(daemon: DaemonProcess) -> None:
+    code, checks = doctor(daemon)
+    assert code == 0 and checks["providers"]["status"] == "warn"
+    assert "set-quota" in checks["providers"]["fix"]
+    assert daemon.cli("set-quota", "claude_code", "50").returncode == 0
+    code, checks = doctor(daemon)
+    assert "providers" not in checks and checks["provider claude_code"]["status"] == "pass"
+
+
 def test_stopped_daemon_fails_with_how_to_start_it_and_still_checks_the_rest(make_daemon: Any) -> None:
     d: DaemonProcess = make_daemon()
     assert d.stop() == 0
