@@ -74,6 +74,16 @@ def test_limit_reached_shows_a_full_window() -> None:
     assert w["weekly"].pct_used == 71
 
 
+def test_a_refusing_server_is_believed_over_its_rounded_percentages() -> None:
+    body = load("codex-wham-usage-limit-reached.json")
+    body["rate_limit"]["primary_window"]["used_percent"] = 99  # rounded down, yet refusing
+    w = keyed(parse_usage(body, FIXTURE_NOW).windows)
+    assert w["burst"].pct_used == 100 and w["burst"].resets_at == at(1790262000)
+    assert w["weekly"].pct_used == 71
+    body["rate_limit"]["allowed"], body["rate_limit"]["limit_reached"] = True, False
+    assert keyed(parse_usage(body, FIXTURE_NOW).windows)["burst"].pct_used == 99
+
+
 def test_usage_leniency_and_shape_errors() -> None:
     body = load("codex-wham-usage.json")
     body["rate_limit"]["primary_window"]["used_percent"] = "22.5"

@@ -115,6 +115,12 @@ def _usage_limit(rate_limit: object, scope: str, now: datetime) -> list[QuotaWin
         )
         if window is not None:
             windows.append(window)
+    if (obj.get("allowed") is False or obj.get("limit_reached") is True) and windows:
+        # The server's own verdict outranks its rounded percentages (99.6 shows as 99 or 100): it
+        # is refusing now, so its most-used window is the one that is full, until that one resets.
+        fullest = max(windows, key=lambda w: w.pct_used)
+        if fullest.pct_used < 100.0:
+            windows[windows.index(fullest)] = msgspec.structs.replace(fullest, pct_used=100.0)
     return windows
 
 
