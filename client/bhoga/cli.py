@@ -101,6 +101,8 @@ def render_status(quotas: Sequence[ProviderQuota], now: datetime) -> str:
             lines.append(f"    cooldown until {local_time(q.cooldown_until, now)}: {q.cooldown_reason}")
         if q.health != "healthy":
             lines.append(f"    health: {q.health} ({q.consecutive_failures} failures; {q.last_error})")
+        for model, health in sorted(q.model_health.items()):
+            lines.append(f"    {model}: {health} (failing for this model while others answer)")
         if q.last_poll_error:
             lines.append(f"    last poll: {q.last_poll_error} ({ago(q.last_poll_at, now)})")
         lines.extend(render_window(w, now) for w in sorted(q.windows.values(), key=lambda w: w.key))

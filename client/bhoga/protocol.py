@@ -164,6 +164,8 @@ class ProviderQuota(msgspec.Struct, kw_only=True):
     cooldown_until: datetime | None = None
     cooldown_reason: str | None = None
     health: Health = Health.HEALTHY
+    #: Models this provider is failing for while others answer (an overloaded Opus): model → health.
+    model_health: dict[str, Health] = msgspec.field(default_factory=dict)
     consecutive_failures: int = 0
     last_error: str | None = None
     n_requests: int = 0

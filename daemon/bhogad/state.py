@@ -449,6 +449,11 @@ def provider_quota(
         cooldown_until=p.cooldown_until if p.cooldown_until and p.cooldown_until > now else None,
         cooldown_reason=p.cooldown_reason if p.cooldown_until and p.cooldown_until > now else None,
         health=view.health,
+        model_health={
+            m: h
+            for m, f in p.model_failures.items()
+            if (h := _health(f.count, f.last_at, cfg.routing, now)) is not Health.HEALTHY
+        },
         consecutive_failures=p.consecutive_failures,
         last_error=p.last_error,
         n_requests=p.n_requests,
@@ -467,5 +472,6 @@ def signature(q: ProviderQuota) -> tuple[object, ...]:
         q.available,
         q.cooldown_until,
         q.health,
+        tuple(sorted(q.model_health.items())),
         tuple((k, round(w.pct_used, 2), w.resets_at, w.stale) for k, w in sorted(q.windows.items())),
     )

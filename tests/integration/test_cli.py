@@ -73,3 +73,12 @@ def test_errors_have_distinct_exit_codes(daemon: DaemonProcess, tmp_root: Any) -
     assert usage.returncode == 2
     gone = daemon.cli("--socket", str(tmp_root / "none.sock"), "status")
     assert gone.returncode == 4 and "not running" in gone.stderr and "none.sock" in gone.stderr
+
+
+def test_status_names_a_model_that_fails_while_others_answer(daemon: DaemonProcess) -> None:
+    for _ in range(5):
+        assert daemon.cli("record", "anthropic_api", "claude-opus-4-5", "--status", "529").returncode == 0
+        assert daemon.cli("record", "anthropic_api", "claude-sonnet-4-5").returncode == 0
+    out = daemon.cli("status").stdout
+    assert "claude-opus-4-5: unhealthy (failing for this model while others answer)" in out
+    assert "claude-sonnet-4-5:" not in out

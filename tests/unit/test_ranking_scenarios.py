@@ -29,6 +29,7 @@ from bhogad.state import (
     merge_windows,
     model_view,
     new_provider,
+    provider_quota,
 )
 from bhogad.store import Store
 from tests.fakes.fixtures import load
@@ -242,6 +243,9 @@ def test_a_model_that_keeps_failing_is_unhealthy_on_its_own() -> None:
     assert health(p, model="anthropic/claude-opus-4-5") is Health.UNHEALTHY
     assert health(p, model=MODEL) is Health.HEALTHY
     assert health(p, model="*") is Health.HEALTHY
+    # quota.list (and so `bhoga status`) shows the demoted model, not just a healthy provider.
+    listed = provider_quota(p, None, HEADROOM, NOW + timedelta(seconds=10))
+    assert listed.health is Health.HEALTHY and listed.model_health == {"claude-opus-4-5": Health.UNHEALTHY}
     # An outage of the whole provider reaches models nobody has tried yet.
     for _ in range(5):
         turn(p, 503, NOW + timedelta(seconds=20), model=MODEL)
