@@ -16,18 +16,29 @@ from typing import Any
 import msgspec
 
 from bhoga import codec, paths
-from bhoga.client import IDEMPOTENT, decode_result, turn_params
+from bhoga.client import (
+    IDEMPOTENT,
+    decode_result,
+    model_params,
+    set_quota_params,
+    turn_params,
+    turns_params,
+    usage_params,
+)
 from bhoga.errors import ClientTimeout, DaemonNotRunning, ProtocolError, remote_error
 from bhoga.protocol import (
     MAX_REPLY_BYTES,
     PROTOCOL_VERSION,
+    DaemonStatus,
     Hello,
     Method,
     ProviderQuota,
     QuotaChanged,
     Ranking,
     RouterRecommendation,
+    StoredTurn,
     TurnAck,
+    UsageSummary,
 )
 
 
@@ -114,15 +125,14 @@ class AsyncRouter:
         return decode_result(reply.result, result_type)
 
     async def best_for(self, model: str, *, agent: str | None = None) -> RouterRecommendation | None:
-        params = {"model": model} if agent is None else {"model": model, "agent": agent}
+        params = model_params(model, agent)
         result: RouterRecommendation | None = await self.call(
             Method.BEST_FOR, params, RouterRecommendation | None
         )
         return result
 
     async def rank(self, model: str, *, agent: str | None = None) -> Ranking:
-        params = {"model": model} if agent is None else {"model": model, "agent": agent}
-        result: Ranking = await self.call(Method.RANK, params, Ranking)
+        result: Ranking = await self.call(Method.RANK, model_params(model, agent), Ranking)
         return result
 
     async def record_turn(
@@ -164,17 +174,49 @@ class AsyncRouter:
         return ack.id
 
     async def set_quota(
-        self, pid: str, pct_remaining: float, weekly_pct: float | None = None, model: str = "*"
+        self,
+        pid: str,
+        pct_remaining: float,
+        weekly_pct: float | None = None,
+        model: str = "*",
+        *,
+        resets_at: datetime | None = None,
     ) -> ProviderQuota:
-        params: dict[str, Any] = {"provider": pid, "pct_remaining": pct_remaining, "model": model}
-        if weekly_pct is not None:
-            params["weekly_pct"] = weekly_pct
+        params = set_quota_params(pid, pct_remaining, weekly_pct, model, resets_at)
         result: ProviderQuota = await self.call(Method.SET_QUOTA, params, ProviderQuota)
         return result
 
     async def quotas(self) -> dict[str, ProviderQuota]:
         result: list[ProviderQuota] = await self.call(Method.LIST_QUOTAS, {}, list[ProviderQuota])
         return {f"{q.provider_id}:{q.model_id}": q for q in result}
+
+    async def refresh(self, provider: str | None = None) -> list[ProviderQuota]:
+        params = {"provider": provider} if provider else {}
+        result: list[ProviderQuota] = await self.call(Method.REFRESH, params, list[ProviderQuota])
+        return result
+
+    async def status(self) -> DaemonStatus:
+        result: DaemonStatus = await self.call(Method.STATUS, None, DaemonStatus)
+        return result
+
+    async def turns(
+        self, after_id: int = 0, limit: int = 1000, session: str | None = None, agent: str | None = None
+    ) -> list[StoredTurn]:
+        params = turns_params(after_id, limit, session, agent)
+        result: list[StoredTurn] = await self.call(Method.LIST_TURNS, params, list[StoredTurn])
+        return result
+
+    async def usage(
+        self,
+        period: str | None = "today",
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        group_by: str | list[str] = "provider",
+    ) -> UsageSummary:
+        params = usage_params(period, since, until, group_by)
+        result: UsageSummary = await self.call(Method.USAGE_SUMMARY, params, UsageSummary)
+        return result
 
     async def hello(self) -> Hello:
         result: Hello = await self.call(

@@ -99,6 +99,43 @@ def turn_params(
     return params
 
 
+def model_params(model: str, agent: str | None) -> dict[str, Any]:
+    return {"model": model} if agent is None else {"model": model, "agent": agent}
+
+
+def set_quota_params(
+    pid: str, pct_remaining: float, weekly_pct: float | None, model: str, resets_at: datetime | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"provider": pid, "pct_remaining": pct_remaining, "model": model}
+    if weekly_pct is not None:
+        params["weekly_pct"] = weekly_pct
+    if resets_at is not None:
+        params["resets_at"] = resets_at
+    return params
+
+
+def turns_params(after_id: int, limit: int, session: str | None, agent: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"after_id": after_id, "limit": limit}
+    if session is not None:
+        params["session"] = session
+    if agent is not None:
+        params["agent"] = agent
+    return params
+
+
+def usage_params(
+    period: str | None, since: datetime | None, until: datetime | None, group_by: str | list[str]
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"group_by": [group_by] if isinstance(group_by, str) else list(group_by)}
+    if period is not None:
+        params["period"] = period
+    if since is not None:
+        params["since"] = since
+    if until is not None:
+        params["until"] = until
+    return params
+
+
 _live: weakref.WeakSet[Router] = weakref.WeakSet()
 
 
@@ -291,14 +328,13 @@ class Router:
 
         With ``agent``, an agent over its monthly budget is not sent to paid (API-key) providers.
         """
-        params = {"model": model} if agent is None else {"model": model, "agent": agent}
+        params = model_params(model, agent)
         result: RouterRecommendation | None = self.call(Method.BEST_FOR, params, RouterRecommendation | None)
         return result
 
     def rank(self, model: str, *, agent: str | None = None) -> Ranking:
         """Every candidate for ``model``, best first, each with the reason it was chosen or rejected."""
-        params = {"model": model} if agent is None else {"model": model, "agent": agent}
-        result: Ranking = self.call(Method.RANK, params, Ranking)
+        result: Ranking = self.call(Method.RANK, model_params(model, agent), Ranking)
         return result
 
     def record_turn(
@@ -364,11 +400,7 @@ class Router:
 
         :raises InvalidParams: (a ``ValueError``) for a percentage outside 0–100 or an unknown provider.
         """
-        params: dict[str, Any] = {"provider": pid, "pct_remaining": pct_remaining, "model": model}
-        if weekly_pct is not None:
-            params["weekly_pct"] = weekly_pct
-        if resets_at is not None:
-            params["resets_at"] = resets_at
+        params = set_quota_params(pid, pct_remaining, weekly_pct, model, resets_at)
         result: ProviderQuota = self.call(Method.SET_QUOTA, params, ProviderQuota)
         return result
 
@@ -396,11 +428,7 @@ class Router:
     def turns(
         self, after_id: int = 0, limit: int = 1000, session: str | None = None, agent: str | None = None
     ) -> list[StoredTurn]:
-        params: dict[str, Any] = {"after_id": after_id, "limit": limit}
-        if session is not None:
-            params["session"] = session
-        if agent is not None:
-            params["agent"] = agent
+        params = turns_params(after_id, limit, session, agent)
         result: list[StoredTurn] = self.call(Method.LIST_TURNS, params, list[StoredTurn])
         return result
 
@@ -415,13 +443,7 @@ class Router:
         """Spend and tokens from the ledger: ``period`` is ``today``, ``week``, ``month`` (calendar,
         UTC), ``all`` or rolling ``24h``/``7d``; ``since``/``until`` override it. ``group_by`` is any of
         ``provider``, ``model``, ``agent``, ``session``, ``day``."""
-        params: dict[str, Any] = {"group_by": [group_by] if isinstance(group_by, str) else list(group_by)}
-        if period is not None:
-            params["period"] = period
-        if since is not None:
-            params["since"] = since
-        if until is not None:
-            params["until"] = until
+        params = usage_params(period, since, until, group_by)
         result: UsageSummary = self.call(Method.USAGE_SUMMARY, params, UsageSummary)
         return result
 

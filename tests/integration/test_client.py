@@ -141,11 +141,16 @@ def test_async_router_and_events(daemon: DaemonProcess) -> None:
             event = await asyncio.wait_for(first, 10)
             assert event.provider == "claude_code" and event.cause == "manual"
             assert event.quota.quota_pct == pytest.approx(0.55)
-            turn_id = await router.record_turn("claude_code", "claude-opus-4", 10, 5)
-            rec = await router.best_for("claude-opus-4")
+            turn_id = await router.record_turn("claude_code", "claude-opus-4", 10, 5, agent="a1")
+            rec = await router.best_for("claude-opus-4", agent="a1")
+            turns = await router.turns(agent="a1")
+            usage = await router.usage("all", group_by="agent")
+            status = await router.status()
         await events.aclose()
         assert turn_id == 1
         assert rec is not None and rec.provider_id == "claude_code"
+        assert [t.id for t in turns] == [1] and status.turns_stored == 1
+        assert [(row.key, row.turns, row.input_tokens) for row in usage.rows] == [(["a1"], 1, 10)]
 
     asyncio.run(main())
 
