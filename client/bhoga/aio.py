@@ -18,14 +18,14 @@ import msgspec
 from bhoga import codec, paths
 from bhoga.client import (
     IDEMPOTENT,
-    decode_result,
     model_params,
+    result_of,
     set_quota_params,
     turn_params,
     turns_params,
     usage_params,
 )
-from bhoga.errors import ClientTimeout, DaemonNotRunning, ProtocolError, remote_error
+from bhoga.errors import ClientTimeout, DaemonNotRunning, ProtocolError, RemoteError
 from bhoga.protocol import (
     MAX_REPLY_BYTES,
     PROTOCOL_VERSION,
@@ -98,7 +98,6 @@ class AsyncRouter:
                     line = await asyncio.wait_for(self._reader.readline(), self.timeout)
                     if not line:
                         raise EOFError
-                    return self._decode(line, request_id, result_type)
                 except (BrokenPipeError, ConnectionResetError, EOFError) as exc:
                     await self._disconnect()
                     if attempt == 0 and (method in IDEMPOTENT or not sent):
@@ -110,19 +109,21 @@ class AsyncRouter:
                 except ValueError as exc:  # StreamReader: line over the limit
                     await self._disconnect()
                     raise ProtocolError(f"reply too long: {exc}") from None
+                else:
+                    # Outside the try: an InvalidParams reply is a ValueError too, not a long line.
+                    return await self._result(line, request_id, result_type)
         raise AssertionError("unreachable")
 
-    def _decode(self, line: bytes, request_id: int, result_type: Any) -> Any:
+    async def _result(self, line: bytes, request_id: int, result_type: Any) -> Any:
         try:
-            reply = codec.decode_response(line)
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(f"not a JSON-RPC reply: {exc}") from None
-        if reply.error is not msgspec.UNSET:
-            err = reply.error
-            raise remote_error(err.code, err.message, err.data if err.data is not msgspec.UNSET else None)
-        if reply.id != request_id or reply.result is msgspec.UNSET:
-            raise ProtocolError(f"unexpected reply (id {reply.id!r}, wanted {request_id})")
-        return decode_result(reply.result, result_type)
+            return result_of(line, request_id, result_type)
+        except ProtocolError:
+            await self._disconnect()  # the stream is out of step: never reuse it
+            raise
+        except RemoteError as exc:
+            if exc.unsolicited:
+                await self._disconnect()
+            raise
 
     async def best_for(self, model: str, *, agent: str | None = None) -> RouterRecommendation | None:
         params = model_params(model, agent)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from bhoga import codec, paths
-from bhoga.errors import ClientTimeout, DaemonNotRunning, ProtocolError, remote_error
+from bhoga.errors import ClientTimeout, DaemonNotRunning, ProtocolError, RemoteError, remote_error
 from bhoga.protocol import (
     MAX_REPLY_BYTES,
     PROTOCOL_VERSION,
@@ -67,6 +67,28 @@ def decode_result(raw: msgspec.Raw | bytes, result_type: Any) -> Any:
     if decoder is None:
         decoder = _decoders[result_type] = msgspec.json.Decoder(result_type)
     return decoder.decode(raw)
+
+
+def result_of(line: bytes, request_id: int, result_type: Any) -> Any:
+    """Interpret one reply line, sans I/O: the decoded result, or an exception.
+
+    ``ProtocolError`` means the stream can no longer be trusted and the caller must drop the
+    connection; a ``RemoteError`` marked ``unsolicited`` also ends it (the daemon closes after it).
+    """
+    try:
+        reply = codec.decode_response(line)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"not a JSON-RPC reply: {exc}") from None
+    if reply.error is not msgspec.UNSET:
+        err = reply.error
+        error = remote_error(err.code, err.message, err.data if err.data is not msgspec.UNSET else None)
+        error.unsolicited = reply.id is None
+        raise error
+    if reply.id != request_id:
+        raise ProtocolError(f"reply id {reply.id!r} does not match request id {request_id}")
+    if reply.result is msgspec.UNSET:
+        raise ProtocolError("reply has neither result nor error")
+    return decode_result(reply.result, result_type)
 
 
 def turn_params(
@@ -287,23 +309,14 @@ class Router:
             self._disconnect()
             raise ProtocolError("reply was cut off or longer than the line limit")
         try:
-            reply = codec.decode_response(line)
-        except msgspec.DecodeError as exc:
+            return result_of(line, request_id, result_type)
+        except ProtocolError:
             self._disconnect()
-            raise ProtocolError(f"not a JSON-RPC reply: {exc}") from None
-        if reply.error is not msgspec.UNSET:
-            err = reply.error
-            if reply.id is None:
-                # An unsolicited error (overloaded, line timeout) ends the connection on the daemon side.
+            raise
+        except RemoteError as exc:
+            if exc.unsolicited:
                 self._disconnect()
-            raise remote_error(err.code, err.message, err.data if err.data is not msgspec.UNSET else None)
-        if reply.id != request_id:
-            self._disconnect()
-            raise ProtocolError(f"reply id {reply.id!r} does not match request id {request_id}")
-        if reply.result is msgspec.UNSET:
-            self._disconnect()
-            raise ProtocolError("reply has neither result nor error")
-        return decode_result(reply.result, result_type)
+            raise
 
     def notify(self, method: str, params: Any) -> None:
         """Send a notification: no reply, no waiting."""

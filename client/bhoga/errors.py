@@ -34,6 +34,10 @@ class ClientTimeout(BhogaError, TimeoutError):
 class RemoteError(BhogaError):
     """The daemon answered with a JSON-RPC error."""
 
+    #: Sent on the daemon's own initiative (no request id: overloaded, a line that timed out); the
+    #: daemon closes the connection after it.
+    unsolicited = False
+
     def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:
         self.code = code
         self.message = message

@@ -146,6 +146,10 @@ def test_async_router_and_events(daemon: DaemonProcess) -> None:
             turns = await router.turns(agent="a1")
             usage = await router.usage("all", group_by="agent")
             status = await router.status()
+            with pytest.raises(InvalidParams) as refused:
+                await router.set_quota("claude_code", 150)
+            assert refused.value.kind == "out_of_range"
+            assert (await router.hello()).protocol == 1  # the connection survived the error reply
         await events.aclose()
         assert turn_id == 1
         assert rec is not None and rec.provider_id == "claude_code"
