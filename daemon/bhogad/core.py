@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -33,10 +33,10 @@ from bhoga.protocol import (
 from bhogad import budgets, pricing, routing
 from bhogad.config import Config
 from bhogad.metrics import Metrics
+from bhogad.providers import api_keys
 from bhogad.providers.values import model_scope
 from bhogad.rpc import RpcError
 from bhogad.state import (
-    Availability,
     PollResult,
     ProviderState,
     apply_poll,
@@ -122,19 +122,12 @@ class Daemon:
             known=sorted(self.cfg.providers),
         )
 
-    def detect_keys(self, environ: Iterable[str]) -> None:
-        """API-key providers are available when the daemon can see one of their key variables."""
-        present = set(environ)
+    def detect_keys(self, environ: Mapping[str, str]) -> None:
+        """API-key providers are available when the daemon can see a key (the poller re-checks)."""
         self.version += 1
         for pid, pcfg in self.cfg.providers.items():
-            if pcfg.kind is not ProviderKind.API_KEY or not pcfg.key_env:
-                continue
-            found = next((name for name in pcfg.key_env if name in present), None)
-            p = self.provider(pid)
-            p.detected = Availability(
-                available=found is not None,
-                reason=f"API key in ${found}" if found else f"no API key (set ${pcfg.key_env[0]})",
-            )
+            if pcfg.kind is ProviderKind.API_KEY and pcfg.key_env:
+                self.provider(pid).detected = api_keys.detect(pcfg, environ)
 
     def quota(self, pid: str, model: str = "*") -> ProviderQuota:
         return provider_quota(self.provider(pid), self.cfg.providers.get(pid), self.cfg, self.clock(), model)
