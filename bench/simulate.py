@@ -8,10 +8,10 @@ uses one account in the evenings without going through bhoga: that usage is visi
 only through polls (every 5 minutes) and later response headers, which is how a provider can run
 dry while the daemon still believes it has quota.
 
-The routing is the real thing: ``bhogad.state`` folds in every reading and turn, ``bhogad.routing``
-ranks with the configured strategy, ``bhogad.pricing`` prices the overflow. Only the providers are
-simulated, as meters of quota-weighted tokens (output costs five input tokens, a cache read a
-tenth, like their prices).
+The routing is the real thing: ``bhogad.domain.state`` folds in every reading and turn,
+``bhogad.domain.routing`` ranks with the configured strategy, ``bhogad.domain.pricing`` prices the
+overflow. Only the providers are simulated, as meters of quota-weighted tokens (output costs five
+input tokens, a cache read a tenth, like their prices).
 
 Reported per strategy:
 
@@ -34,10 +34,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bhoga.headers import read_response
 from bhoga.protocol import QuotaWindow, Source, Turn
-from bhogad import config, pricing, routing
-from bhogad.state import Availability, PollResult, ProviderState, apply_poll, apply_turn, new_provider
+from bhoga.quota.headers import read_response
+from bhogad import config
+from bhogad.domain import pricing, routing
+from bhogad.domain.state import Availability, PollResult, ProviderState, apply_poll, apply_turn, new_provider
 
 MODEL = "claude-opus-4-5"
 WEEK_START = datetime(2026, 9, 21, 0, 0, tzinfo=UTC)  # a Monday
@@ -301,7 +302,7 @@ def _config(strategy: str) -> config.Config:
 def _report(
     p: ProviderState, call: Call, now: datetime, status: int, headers: dict[str, str], cfg: config.Config
 ) -> None:
-    """What ``Daemon.record_turn`` does with a harness's report, minus the ledger."""
+    """What ``QuotaKeeper.record_turn`` does with a harness's report, minus the ledger."""
     turn = Turn(
         provider=p.id,
         model=MODEL,
@@ -479,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
 DOC = """# Simulation: headroom against pace
 
 `bench/simulate.py` replays synthetic weeks of harness traffic through the daemon's own state and
-ranking code (`bhogad.state`, `bhogad.routing`, `bhogad.pricing`); only the providers are simulated.
+ranking code (`bhogad.domain.state`, `bhogad.domain.routing`, `bhogad.domain.pricing`); only the
+providers are simulated.
 Harnesses ask for the best provider before each call and report each call with the response's
 `anthropic-ratelimit-unified-*` headers when it finishes, so calls made at the same time decide on
 what was known when they asked. The usage endpoint is polled every 5 minutes. A person also uses

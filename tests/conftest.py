@@ -18,7 +18,7 @@ import pytest
 from bhoga import DaemonNotRunning, Router
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "providers"
+FIXTURES = REPO / "tests" / "data" / "providers"
 
 
 class DaemonProcess:

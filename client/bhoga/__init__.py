@@ -17,8 +17,6 @@ from bhoga.errors import (
     ProtocolError as ProtocolError,
     RemoteError as RemoteError,
 )
-from bhoga.families import model_family as model_family, to_hermes_model as to_hermes_model
-from bhoga.headers import calibrate as calibrate, mark_throttled as mark_throttled
 from bhoga.protocol import (
     BillingCadence as BillingCadence,
     ProviderQuota as ProviderQuota,
@@ -27,6 +25,8 @@ from bhoga.protocol import (
     Ranking as Ranking,
     RouterRecommendation as RouterRecommendation,
 )
+from bhoga.quota.families import model_family as model_family, to_hermes_model as to_hermes_model
+from bhoga.quota.headers import calibrate as calibrate, mark_throttled as mark_throttled
 
 if TYPE_CHECKING:
     from bhoga.aio import AsyncRouter as AsyncRouter

@@ -1,5 +1,5 @@
 import sys
 
-from bhoga.cli import main
+from bhoga.cli.main import main
 
 sys.exit(main())

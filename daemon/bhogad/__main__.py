@@ -8,9 +8,10 @@ import sys
 import anyio
 
 from bhoga import paths
-from bhogad import __version__, config as config_mod, logsetup
+from bhogad import __version__, config as config_mod
 from bhogad.app import App, Options, StartupError
-from bhogad.platform.lock import AlreadyRunning
+from bhogad.observability import logsetup
+from bhogad.service.lock import AlreadyRunning
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

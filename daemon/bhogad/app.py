@@ -26,15 +26,17 @@ import structlog
 
 from bhoga.paths import check_socket_path_length
 from bhoga.protocol import Method
-from bhogad import config as config_mod, methods, metrics_http
-from bhogad.core import Daemon
-from bhogad.platform import listen
-from bhogad.platform.lock import UnsafeDirectory, acquire, ensure_private_dir
-from bhogad.platform.notify import Notifier
-from bhogad.poller import Poller
-from bhogad.rpc import Call, Dispatcher
-from bhogad.server import Server, bind_unix
-from bhogad.store import Store
+from bhogad import config as config_mod
+from bhogad.discovery.poller import Poller
+from bhogad.domain.keeper import QuotaKeeper
+from bhogad.observability import metrics_http
+from bhogad.rpc import methods
+from bhogad.rpc.dispatch import Call, Dispatcher
+from bhogad.rpc.server import Server, bind_unix
+from bhogad.service import listen
+from bhogad.service.lock import UnsafeDirectory, acquire, ensure_private_dir
+from bhogad.service.notify import Notifier
+from bhogad.storage.store import Store
 
 log = structlog.get_logger("bhogad")
 
@@ -113,7 +115,7 @@ class App:
         if store.quarantine:
             log.error("the state store could not be used and was moved aside", detail=store.quarantine)
         try:
-            daemon = Daemon(self.cfg, store)
+            daemon = QuotaKeeper(self.cfg, store)
             for problem in await anyio.to_thread.run_sync(daemon.load):
                 log.warning("state", problem=problem)
             server = Server(
@@ -163,7 +165,7 @@ class App:
             log.error("cannot serve metrics over HTTP", port=port, error=str(exc))
             return None
 
-    async def _signals(self, server: Server, daemon: Daemon) -> None:
+    async def _signals(self, server: Server, daemon: QuotaKeeper) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -186,7 +188,7 @@ class App:
             self.notifier.watchdog()
             await anyio.sleep(period)
 
-    async def _reload(self, server: Server, daemon: Daemon) -> None:
+    async def _reload(self, server: Server, daemon: QuotaKeeper) -> None:
         self.notifier.reloading()
         try:
             new = await anyio.to_thread.run_sync(config_mod.load, self.opts.config_path)

@@ -13,9 +13,9 @@ from typing import Annotated, Any
 import msgspec
 import yaml
 
-from bhoga.families import DEFAULT_HIERARCHY
 from bhoga.protocol import MAX_LINE_BYTES, ProviderKind
-from bhogad.pricing import Price
+from bhoga.quota.families import DEFAULT_HIERARCHY
+from bhogad.domain.pricing import Price
 
 #: Ranking strategies ``routing.strategy`` may name (``routing.STRATEGIES`` implements each).
 STRATEGY_NAMES = ("headroom", "pace")

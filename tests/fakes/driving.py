@@ -12,7 +12,7 @@ import httpx
 
 from bhogad import config
 from bhogad.config import ProviderConfig
-from bhogad.providers.base import Context, Driver, Outcome
+from bhogad.discovery.providers.base import Context, Driver, Outcome
 from tests.fakes.fixtures import FIXTURE_NOW
 
 

@@ -1,4 +1,4 @@
-"""The shared provider fixtures, and a way to move their clock.
+"""The provider fixtures in tests/data/providers, and a way to move their clock.
 
 Every fixture is written against FIXTURE_NOW. Unit tests pass that instant as the driver's clock; a
 real daemon runs on the wall clock, so for it :func:`shift` moves every time in a fixture (unix
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-FIXTURES: Final = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "providers"
+FIXTURES: Final = Path(__file__).resolve().parents[1] / "data" / "providers"
 FIXTURE_NOW: Final = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
 FIXTURE_NOW_S: Final = 1790251200
 

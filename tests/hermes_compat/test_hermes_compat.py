@@ -28,7 +28,6 @@ from typing import Any
 
 import pytest
 
-from bhoga.families import HERMES_API_MODES, HERMES_PROVIDER, to_hermes_model
 from bhoga.hermes import (
     DEFAULT_AUX_TASKS,
     HERMES_AUX_TASKS,
@@ -37,6 +36,7 @@ from bhoga.hermes import (
     apply_to_hermes,
 )
 from bhoga.protocol import Candidate, Ranking
+from bhoga.quota.families import HERMES_API_MODES, HERMES_PROVIDER, to_hermes_model
 
 REPO = Path(__file__).resolve().parents[2]
 #: Where the venv is cached; ``BHOGA_HERMES_VENV`` moves it (a CI cache directory, say).

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bhoga import RemoteError
-from bhogad.store import Store
+from bhogad.storage.store import Store
 from tests.conftest import DaemonProcess
 
 SONNET = "claude-sonnet-4-5"  # $3 in, $15 out, $0.30 cache read, $3.75 cache write per MTok

@@ -1,4 +1,4 @@
-"""Monthly budgets: the pure bookkeeping, then a real Daemon and store with a movable clock for the
+"""Monthly budgets: the pure bookkeeping, then a real QuotaKeeper and store with a movable clock for the
 skip in the receipt, survival across a restart, and the rollover at the month's turn (UTC)."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import anyio
 import pytest
 
 from bhoga.protocol import Turn
-from bhogad import budgets, config
-from bhogad.core import Daemon
-from bhogad.store import Store
+from bhogad import config
+from bhogad.domain import budgets
+from bhogad.domain.keeper import QuotaKeeper
+from bhogad.storage.store import Store
 
 SEPT = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
 LIMITS = config.BudgetConfig(providers={"anthropic_api": 10.0}, agents={"nightly": 2.0})
@@ -88,7 +89,7 @@ def _with_daemon(state: Path, clock: Clock, body: object) -> None:
     async def main() -> None:
         store = Store.open(state)
         try:
-            daemon = Daemon(CFG, store, clock)
+            daemon = QuotaKeeper(CFG, store, clock)
             daemon.load()
             await body(daemon)  # type: ignore[operator]
             await daemon.writer.flush()
@@ -98,7 +99,7 @@ def _with_daemon(state: Path, clock: Clock, body: object) -> None:
     anyio.run(main)
 
 
-def _chosen(daemon: Daemon, model: str = OPUS, agent: str | None = None) -> str | None:
+def _chosen(daemon: QuotaKeeper, model: str = OPUS, agent: str | None = None) -> str | None:
     rec = daemon.rank(model, agent).recommendation
     return rec.provider_id if rec is not None else None
 
@@ -106,7 +107,7 @@ def _chosen(daemon: Daemon, model: str = OPUS, agent: str | None = None) -> str 
 def test_over_budget_provider_is_skipped_survives_a_restart_and_returns_next_month(tmp_path: Path) -> None:
     clock = Clock(SEPT)
 
-    async def spend(daemon: Daemon) -> None:
+    async def spend(daemon: QuotaKeeper) -> None:
         daemon.record_turn(Turn(provider="anthropic_api", model=OPUS, input_tokens=100_000))  # $0.50
         assert _chosen(daemon) == "anthropic_api"
         daemon.record_turn(Turn(provider="anthropic_api", model=OPUS, input_tokens=100_000))  # $1.00
@@ -117,7 +118,7 @@ def test_over_budget_provider_is_skipped_survives_a_restart_and_returns_next_mon
 
     _with_daemon(tmp_path, clock, spend)
 
-    async def after_restart(daemon: Daemon) -> None:
+    async def after_restart(daemon: QuotaKeeper) -> None:
         assert daemon.spend.providers == {"anthropic_api": pytest.approx(1.0)}
         assert _chosen(daemon) != "anthropic_api"
         clock.now = datetime(2026, 10, 1, 0, 0, tzinfo=UTC)
@@ -130,7 +131,7 @@ def test_over_budget_provider_is_skipped_survives_a_restart_and_returns_next_mon
 def test_an_agent_over_budget_keeps_to_subscriptions(tmp_path: Path) -> None:
     clock = Clock(SEPT)
 
-    async def body(daemon: Daemon) -> None:
+    async def body(daemon: QuotaKeeper) -> None:
         # Billed: $0.50 on the API key for "nightly". Its subscription turns do not count.
         daemon.record_turn(Turn(provider="anthropic_api", model=OPUS, input_tokens=100_000, agent="nightly"))
         daemon.record_turn(Turn(provider="claude_code", model=OPUS, input_tokens=10_000_000, agent="nightly"))

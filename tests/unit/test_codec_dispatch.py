@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from bhoga.codec import LineReader, LineTooLong
-from bhogad.rpc import Call, Dispatcher, MethodSpec, RpcError
+from bhogad.rpc.dispatch import Call, Dispatcher, MethodSpec, RpcError
 
 
 def test_line_reader_joins_split_lines_and_splits_joined_ones() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bhoga.families import (
+from bhoga.quota.families import (
     DEFAULT_HIERARCHY,
     HERMES_API_MODES,
     HERMES_PROVIDER,

@@ -1,6 +1,6 @@
 """Header calibration: real provider fixtures in, windows and cooldowns out.
 
-The fixtures are the shared wire-shape examples (``shared/fixtures/providers``); their clock is
+The fixtures are the recorded wire-shape examples (``tests/data/providers``); their clock is
 FIXTURE_NOW = 2026-09-24T12:00:00Z, and the numbers asserted here are the ones their README states.
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from bhoga.headers import (
+from bhoga.protocol import ProviderQuota, ProviderStatus, QuotaWindow, Source, WindowKind
+from bhoga.quota.headers import (
     HeaderReading,
     calibrate,
     mark_throttled,
@@ -26,9 +27,8 @@ from bhoga.headers import (
     read_response,
     window_name,
 )
-from bhoga.protocol import ProviderQuota, ProviderStatus, QuotaWindow, Source, WindowKind
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "providers"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "providers"
 NOW = datetime(2026, 9, 24, 12, 0, 0, tzinfo=UTC)
 assert NOW.timestamp() == 1790251200
 
@@ -626,7 +626,7 @@ def test_other_timezones_are_converted_to_utc() -> None:
 def test_importing_headers_stays_light() -> None:
     # Harnesses pay this import on every start; the daemon's dependencies must not come with it.
     code = (
-        "import sys, bhoga.headers; "
+        "import sys, bhoga.quota.headers; "
         "print(sorted(m for m in ('anyio', 'httpx', 'yaml', 'structlog') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

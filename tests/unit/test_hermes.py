@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from bhoga import cli_hermes, hermes
+from bhoga import hermes
+from bhoga.cli import hermes as cli_hermes
 from bhoga.hermes import (
     BACKUP_SUFFIX,
     DEFAULT_AUX_TASKS,
@@ -612,7 +613,7 @@ def test_credential_problems_name_variables_never_values(
 
 def test_import_bhoga_stays_light() -> None:
     code = (
-        "import sys, bhoga, bhoga.hermes, bhoga.cli_hermes, bhoga.families; bhoga.apply_to_hermes;"
+        "import sys, bhoga, bhoga.hermes, bhoga.cli.hermes, bhoga.quota.families; bhoga.apply_to_hermes;"
         "heavy = ('ruamel', 'yaml', 'anyio', 'httpx', 'structlog');"
         "heavy = [m for m in sys.modules if m.split('.')[0] in heavy];"
         "print(heavy)"
@@ -807,7 +808,7 @@ def test_with_daemon_cli(daemon: Any, tmp_path: Path) -> None:
         router.set_quota("openai-codex", 60)
     proc = daemon.cli("hermes", "apply", "gpt-5.4", "--config", str(path))
     if proc.returncode == 2 and "invalid choice: 'hermes'" in proc.stderr:
-        pytest.skip("bhoga.cli does not register the hermes commands yet")
+        pytest.skip("bhoga.cli.main does not register the hermes commands yet")
     assert proc.returncode == 0, proc.stderr
     assert load(path.read_text())["model"] == {
         "provider": "openai-codex",

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from bhogad.platform.listen import ActivationError, from_systemd
+from bhogad.service.listen import ActivationError, from_systemd
 
 CHILD = """\
 import os, socket, sys
-from bhogad.platform.listen import ActivationError, from_systemd, socket_path
+from bhogad.service.listen import ActivationError, from_systemd, socket_path
 fds = [int(x) for x in sys.argv[1].split(",")]
 for target, fd in enumerate(fds, start=3):
     os.dup2(fd, target)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client.parser import text_string_to_metric_families
 
 from bhoga.protocol import ProviderKind, ProviderQuota, QuotaWindow
-from bhogad.metrics import Metrics, render
+from bhogad.observability.metrics import Metrics, render
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bhogad.platform.notify import Notifier, notify_address, watchdog_period
+from bhogad.service.notify import Notifier, notify_address, watchdog_period
 
 
 @pytest.fixture

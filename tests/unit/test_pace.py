@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bhoga.headers import read_response
 from bhoga.protocol import Health, QuotaWindow, Source, WindowKind
-from bhogad import pace
+from bhoga.quota.headers import read_response
+from bhogad.domain import pace
 from tests.fakes.fixtures import FIXTURE_NOW, load
 
 NOW = FIXTURE_NOW

@@ -1,5 +1,5 @@
 """The schedule: cadence, backoff, the 429 gate, single-flight refresh, isolation between providers,
-and logging in while the daemon runs. A real Daemon and store, real HTTP, real drivers."""
+and logging in while the daemon runs. A real QuotaKeeper and store, real HTTP, real drivers."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ import pytest
 
 from bhogad import config
 from bhogad.config import ProviderConfig
-from bhogad.core import Daemon
-from bhogad.poller import RATE_LIMIT_FLOOR_S, Policy, Poller, next_delay
-from bhogad.providers import DRIVERS
-from bhogad.providers.base import Context, Driver, Kind, Outcome
-from bhogad.state import Availability
-from bhogad.store import Store
+from bhogad.discovery.poller import RATE_LIMIT_FLOOR_S, Policy, Poller, next_delay
+from bhogad.discovery.providers import DRIVERS
+from bhogad.discovery.providers.base import Context, Driver, Kind, Outcome
+from bhogad.domain.keeper import QuotaKeeper
+from bhogad.domain.state import Availability
+from bhogad.storage.store import Store
 from tests.fakes.driving import base_env
 from tests.fakes.fixtures import load, to_now
 from tests.fakes.http_server import FakeServer, Reply, serving
@@ -88,7 +88,7 @@ def claude_home(tmp_path: Path, clock: Clock) -> Path:
     return home
 
 
-Body = Callable[[Daemon, Poller], Awaitable[None]]
+Body = Callable[[QuotaKeeper, Poller], Awaitable[None]]
 
 
 def run(
@@ -102,7 +102,7 @@ def run(
     async def main() -> None:
         store = Store.open(tmp_path / "state")
         try:
-            daemon = Daemon(config.build(overrides), store, clock or Clock())
+            daemon = QuotaKeeper(config.build(overrides), store, clock or Clock())
             daemon.load()
             async with anyio.create_task_group() as tg, httpx.AsyncClient(trust_env=False) as http:
                 tg.start_soon(daemon.writer.run)
@@ -138,7 +138,7 @@ def test_first_poll_comes_at_once_and_fills_the_quota(claude: FakeServer, tmp_pa
     clock.now = START.now
     env = base_env(claude_home(tmp_path, clock))
 
-    async def body(daemon: Daemon, poller: Poller) -> None:
+    async def body(daemon: QuotaKeeper, poller: Poller) -> None:
         await until(lambda: daemon.quota("claude_code").last_poll_at is not None)
         q = daemon.quota("claude_code")
         assert q.available and q.last_poll_error is None
@@ -156,7 +156,7 @@ def test_refresh_joins_the_poll_in_flight(claude: FakeServer, tmp_path: Path) ->
     env = base_env(claude_home(tmp_path, clock))
     claude.route(USAGE, Reply(body=fresh("claude-oauth-usage.json"), delay_s=0.6))
 
-    async def body(daemon: Daemon, poller: Poller) -> None:
+    async def body(daemon: QuotaKeeper, poller: Poller) -> None:
         await until(lambda: len(claude.to(USAGE)) == 1)  # the first scheduled poll is in flight
         results: list[Any] = []
 
@@ -183,7 +183,7 @@ def test_429_gate_holds_even_against_refresh(claude: FakeServer, tmp_path: Path)
     env = base_env(claude_home(tmp_path, clock))
     claude.route(USAGE, Reply(429, load("claude-oauth-usage-429.json")["body"], {"retry-after": "0"}))
 
-    async def body(daemon: Daemon, poller: Poller) -> None:
+    async def body(daemon: QuotaKeeper, poller: Poller) -> None:
         await until(lambda: daemon.quota("claude_code").last_poll_error is not None)
         p = poller.pollers["claude_code"]
         assert p.blocked_until is not None and p.blocked_until >= clock.now + timedelta(minutes=5)
@@ -208,7 +208,7 @@ def test_backoff_doubles_and_a_success_resets_it(claude: FakeServer, tmp_path: P
     env = base_env(claude_home(tmp_path, clock))
     claude.push(USAGE, *[Reply(500, b"down")] * 4)
 
-    async def body(daemon: Daemon, poller: Poller) -> None:
+    async def body(daemon: QuotaKeeper, poller: Poller) -> None:
         await until(lambda: len(claude.to(USAGE)) >= 5)
         times = [r.at for r in claude.to(USAGE)]
         gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -226,7 +226,7 @@ def test_failed_polls_keep_the_last_good_windows_until_stale(claude: FakeServer,
     clock.now = START.now
     env = base_env(claude_home(tmp_path, clock))
 
-    async def body(daemon: Daemon, poller: Poller) -> None:
+    async def body(daemon: QuotaKeeper, poller: Poller) -> None:
         await until(lambda: "weekly" in daemon.quota("claude_code").windows)
         claude.route(USAGE, Reply(500, b"down"))
         clock.now += timedelta(minutes=10)
@@ -255,7 +255,7 @@ def test_a_hanging_provider_does_not_delay_another(claude: FakeServer, tmp_path:
             "poll_interval_s": 0.2,
         }
 
-        async def body(daemon: Daemon, poller: Poller) -> None:
+        async def body(daemon: QuotaKeeper, poller: Poller) -> None:
             await until(lambda: len(openrouter.to("/api/v1/key")) >= 5, within=5)
             assert poller.pollers["claude_code"].inflight is not None  # still stuck
             assert daemon.quota("openrouter").windows["monthly"].pct_used == pytest.approx(25.5)
@@ -270,7 +270,7 @@ def test_logging_in_later_just_works(claude: FakeServer, tmp_path: Path) -> None
     home.mkdir()
     env = base_env(home)
 
-    async def body(daemon: Daemon, poller: Poller) -> None:
+    async def body(daemon: QuotaKeeper, poller: Poller) -> None:
         await until(lambda: "claude_code" in poller.pollers and poller.pollers["claude_code"].polls >= 2)
         q = daemon.quota("claude_code")
         assert not q.available and "not signed in to Claude Code" in q.reason
@@ -304,7 +304,7 @@ def test_driver_bugs_and_hangs_are_contained(tmp_path: Path) -> None:
     env = {"SECRET_TOKEN": token, "HOME": str(tmp_path)}
     overrides = only("claude_code", options={"driver": "crashing"})
 
-    async def body(daemon: Daemon, poller: Poller) -> None:
+    async def body(daemon: QuotaKeeper, poller: Poller) -> None:
         await until(lambda: daemon.quota("claude_code").last_poll_error is not None)
         error = daemon.quota("claude_code").last_poll_error or ""
         assert "internal error reading the quota (RuntimeError)" in error and token not in error
@@ -320,7 +320,7 @@ def test_config_reload_starts_and_stops_pollers(claude: FakeServer, tmp_path: Pa
     clock.now = START.now
     env = base_env(claude_home(tmp_path, clock))
 
-    async def body(daemon: Daemon, poller: Poller) -> None:
+    async def body(daemon: QuotaKeeper, poller: Poller) -> None:
         assert "claude_code" not in poller.pollers or not daemon.cfg.providers["claude_code"].enabled
         daemon.cfg = config.build(only("claude_code", base_url=claude.url))
         await until(lambda: "burst" in daemon.quota("claude_code").windows)

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from bhogad import config
-from bhogad.pricing import BUILTIN, PRICES_AS_OF, Price, match, normalise, price_turn
+from bhogad.domain.pricing import BUILTIN, PRICES_AS_OF, Price, match, normalise, price_turn
 
 
 def test_a_turn_with_cache_tokens_costs_what_the_price_list_says() -> None:

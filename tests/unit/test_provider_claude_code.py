@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bhogad.providers.base import CredentialProblem, Kind, ShapeError
-from bhogad.providers.claude_code import EXPIRED, ClaudeCodeDriver, keychain_service
-from bhogad.providers.claude_parse import parse_credentials, parse_usage
+from bhogad.discovery.providers.base import CredentialProblem, Kind, ShapeError
+from bhogad.discovery.providers.claude_code import EXPIRED, ClaudeCodeDriver, keychain_service
+from bhogad.discovery.providers.claude_parse import parse_credentials, parse_usage
 from tests.fakes.clis import FakeCli
 from tests.fakes.driving import base_env, poll
 from tests.fakes.fixtures import FIXTURE_NOW, at, load, raw

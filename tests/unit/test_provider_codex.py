@@ -11,11 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from bhogad.providers.base import CredentialProblem, Kind, ShapeError
-from bhogad.providers.codex import EXPIRED, CodexDriver
-from bhogad.providers.codex_auth import parse_auth, parse_config, usage_url
-from bhogad.providers.codex_parse import newest_readings, parse_app_server, parse_rollout_line, parse_usage
-from bhogad.providers.codex_rollout import read_rollouts
+from bhogad.discovery.providers.base import CredentialProblem, Kind, ShapeError
+from bhogad.discovery.providers.codex import EXPIRED, CodexDriver
+from bhogad.discovery.providers.codex_auth import parse_auth, parse_config, usage_url
+from bhogad.discovery.providers.codex_parse import (
+    newest_readings,
+    parse_app_server,
+    parse_rollout_line,
+    parse_usage,
+)
+from bhogad.discovery.providers.codex_rollout import read_rollouts
 from tests.fakes.clis import FakeCli, pid_alive
 from tests.fakes.driving import base_env, poll
 from tests.fakes.fixtures import FIXTURE_NOW, FIXTURES, at, load, make_jwt, raw

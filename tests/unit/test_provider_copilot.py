@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bhogad.providers.base import Kind, ShapeError
-from bhogad.providers.copilot import CopilotDriver, parse_user
+from bhogad.discovery.providers.base import Kind, ShapeError
+from bhogad.discovery.providers.copilot import CopilotDriver, parse_user
 from tests.fakes.clis import FakeCli
 from tests.fakes.driving import base_env, poll
 from tests.fakes.fixtures import FIXTURE_NOW, at, load, raw

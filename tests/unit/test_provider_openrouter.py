@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from bhogad.providers.api_keys import ApiKeyDriver, detect
-from bhogad.providers.base import Kind, ShapeError
-from bhogad.providers.openrouter import OpenRouterDriver, next_period_start, parse_credits, parse_key
+from bhogad.discovery.providers.api_keys import ApiKeyDriver, detect
+from bhogad.discovery.providers.base import Kind, ShapeError
+from bhogad.discovery.providers.openrouter import (
+    OpenRouterDriver,
+    next_period_start,
+    parse_credits,
+    parse_key,
+)
 from tests.fakes.driving import base_env, poll, provider_cfg
 from tests.fakes.fixtures import FIXTURE_NOW, load
 from tests.fakes.http_server import FakeServer, Reply, refused_url, serving

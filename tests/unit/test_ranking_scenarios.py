@@ -15,12 +15,12 @@ from typing import Any
 import anyio
 import pytest
 
-from bhoga.headers import read_response
 from bhoga.protocol import Health, ProviderStatus, QuotaWindow, Source, Turn
+from bhoga.quota.headers import read_response
 from bhogad import config
-from bhogad.core import Daemon
-from bhogad.routing import rank
-from bhogad.state import (
+from bhogad.domain.keeper import QuotaKeeper
+from bhogad.domain.routing import rank
+from bhogad.domain.state import (
     Availability,
     PollResult,
     ProviderState,
@@ -31,7 +31,7 @@ from bhogad.state import (
     new_provider,
     provider_quota,
 )
-from bhogad.store import Store
+from bhogad.storage.store import Store
 from tests.fakes.fixtures import load
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
@@ -331,7 +331,7 @@ def test_a_turn_reported_late_does_not_override_a_newer_poll(tmp_path: Path) -> 
     async def main() -> None:
         store = Store.open(tmp_path)
         try:
-            daemon = Daemon(config.build(), store, lambda: clock[0])
+            daemon = QuotaKeeper(config.build(), store, lambda: clock[0])
             daemon.load()
             ok = Availability(available=True, reason="credentials found")
             daemon.apply_poll(
@@ -361,7 +361,7 @@ def test_pace_rankings_are_reused_only_briefly(tmp_path: Path) -> None:
     async def main() -> None:
         store = Store.open(tmp_path)
         try:
-            daemon = Daemon(PACE, store, lambda: clock[0])
+            daemon = QuotaKeeper(PACE, store, lambda: clock[0])
             daemon.load()
             first = daemon.rank(MODEL)
             assert daemon.rank(MODEL) is first
@@ -383,7 +383,7 @@ def test_a_named_codex_limit_from_headers_limits_its_model_and_meets_the_poll(tm
     async def main() -> None:
         store = Store.open(tmp_path)
         try:
-            daemon = Daemon(config.build(), store, lambda: clock[0])
+            daemon = QuotaKeeper(config.build(), store, lambda: clock[0])
             daemon.load()
             full = load("codex-headers.json") | {"x-codex-bengalfox-primary-used-percent": "100"}
             daemon.record_turn(Turn(provider="openai-codex", model=spark, headers=full))

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 
-from bhoga.headers import read_response
+from bhoga.quota.headers import read_response
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "simulate.py"
 

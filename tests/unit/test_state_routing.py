@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bhoga.headers import read_response
 from bhoga.protocol import ProviderKind, ProviderStatus, QuotaWindow, SetQuotaParams, Source, Turn, WindowKind
+from bhoga.quota.headers import read_response
 from bhogad.config import build
-from bhogad.routing import rank
-from bhogad.state import (
+from bhogad.domain.routing import rank
+from bhogad.domain.state import (
     Availability,
     PollResult,
     ProviderState,

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from bhoga import cli_service, units
+from bhoga.cli import service as cli_service
+from bhoga.service import units
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_repository_copies_match_the_templates() -> None:
     for rel, data in units.repository_files().items():
-        assert (REPO / rel).read_bytes() == data, f"{rel} drifted: regenerate it from bhoga.units"
+        assert (REPO / rel).read_bytes() == data, f"{rel} drifted: regenerate it from bhoga.service.units"
 
 
 def _verify(unit_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -138,8 +139,8 @@ def test_repository_plist_template_parses_with_placeholders() -> None:
 def test_service_commands_keep_the_client_light() -> None:
     """Registering doctor/service/metrics must not drag the daemon's dependencies into `bhoga`."""
     code = (
-        "import sys, bhoga.cli\n"
-        "bhoga.cli.build_parser()\n"
+        "import sys, bhoga.cli.main\n"
+        "bhoga.cli.main.build_parser()\n"
         "heavy = [m for m in ('anyio', 'structlog', 'yaml', 'httpx', 'bhogad') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -1,0 +1,1 @@
+"""The ``bhoga`` command: one module per command; ``main`` parses and dispatches."""

@@ -1,0 +1,120 @@
+"""One GET of a JSON usage endpoint, with every way it can fail turned into a :class:`PollFailure`.
+
+The shared ``httpx.AsyncClient`` is the daemon's; this helper adds what each poll needs on top: a
+hard deadline for the whole exchange (httpx's timeouts are per read, so a server trickling bytes could
+hold us forever), a cap on the body size, and error messages that never carry a request header.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+
+from bhoga.quota.headers import parse_retry_after
+from bhogad.discovery.providers.base import Kind, PollFailure, redact
+
+#: No usage answer is anywhere near this; a bigger one is a wrong URL or a hostile server.
+MAX_BODY_BYTES: Final = 2 << 20
+#: After a 429 from a usage endpoint we stay away at least this long (CodexBar's gate; the Claude
+#: endpoint answers ``retry-after: 0`` to clients it dislikes, and hammering it makes that stick).
+RATE_LIMIT_FLOOR: Final = timedelta(minutes=5)
+_EXCERPT: Final = 160
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    # Never the query or userinfo: either may hold a key.
+    return f"{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
+
+
+def _excerpt(body: bytes, secrets: list[str]) -> str:
+    text = " ".join(body[: _EXCERPT * 2].decode("utf-8", "replace").split())
+    text = "".join(c for c in text if c.isprintable())[:_EXCERPT]
+    return f": {redact(text, secrets)}" if text else ""
+
+
+def _connect_reason(exc: BaseException) -> str:
+    """Why a connection failed, from the OS error at the bottom of the exception chain."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return "unknown host"
+        seen = seen.__cause__ or seen.__context__
+    return "cannot connect"
+
+
+def rate_limit_until(retry_after: str | None, now: datetime) -> datetime:
+    """When a 429 lets us back: its ``retry-after`` when that is longer than the five-minute floor."""
+    floor = now + RATE_LIMIT_FLOOR
+    until = parse_retry_after(retry_after, now) if retry_after else None
+    return max(until, floor) if until is not None else floor
+
+
+async def get_json(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    within_s: float,
+    what: str,
+    now: datetime,
+    secrets: list[str],
+) -> Any:
+    """The decoded JSON body of a successful GET of ``url``; ``what`` names the endpoint in errors."""
+    status = 0
+    body = bytearray()
+    retry_after: str | None = None
+    with anyio.move_on_after(within_s) as deadline:
+        try:
+            async with http.stream("GET", url, headers=dict(headers), timeout=within_s) as response:
+                status = response.status_code
+                retry_after = response.headers.get("retry-after")
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        raise PollFailure(Kind.PROTOCOL, f"{what} answered with more than 2 MiB")
+        except httpx.TimeoutException:
+            raise PollFailure(Kind.TRANSIENT, f"{what} timed out after {within_s:g} s") from None
+        except httpx.ConnectError as exc:
+            raise PollFailure(
+                Kind.TRANSIENT, f"cannot reach {what} at {_where(url)} ({_connect_reason(exc)})"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise PollFailure(
+                Kind.TRANSIENT, f"{what} at {_where(url)}: network error ({type(exc).__name__})"
+            ) from None
+    if deadline.cancelled_caught:
+        raise PollFailure(Kind.TRANSIENT, f"{what} timed out after {within_s:g} s")
+
+    if status == 429:
+        until = rate_limit_until(retry_after, now)
+        raise PollFailure(
+            Kind.RATE_LIMITED,
+            f"{what} is rate limiting us (HTTP 429); not asking again before {until:%H:%M} UTC",
+            status=status,
+            not_before=until,
+        )
+    if status in (401, 403):
+        raise PollFailure(Kind.PROTOCOL, f"{what} refused the credentials (HTTP {status})", status=status)
+    if status >= 400 or status < 200:
+        kind = Kind.TRANSIENT if status >= 500 else Kind.PROTOCOL
+        raise PollFailure(
+            kind, f"{what} answered HTTP {status}{_excerpt(bytes(body), secrets)}", status=status
+        )
+    try:
+        return json.loads(bytes(body))
+    except ValueError:
+        raise PollFailure(
+            Kind.PROTOCOL, f"{what} answered with something that is not JSON", status=status
+        ) from None

@@ -1,0 +1,292 @@
+"""The daemon's single owner of quota state: operations, persistence hand-off and change events.
+
+Every operation runs on the event loop and changes memory in one synchronous step, so every client
+sees each change whole and immediately (read-your-writes across processes). What must be durable goes
+to the writer, and the caller waits for its ticket before acknowledging.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Protocol
+
+import msgspec
+import structlog
+
+from bhoga import codec
+from bhoga.protocol import (
+    QUOTA_CHANGED,
+    ErrorCode,
+    ProviderKind,
+    ProviderQuota,
+    QuotaChanged,
+    QuotaWindow,
+    Ranking,
+    SetQuotaParams,
+    StoredTurn,
+    Turn,
+)
+from bhoga.quota.headers import read_response
+from bhoga.quota.values import model_scope
+from bhogad.config import Config
+from bhogad.discovery.providers import api_keys
+from bhogad.domain import budgets, pricing, routing
+from bhogad.domain.state import (
+    PollResult,
+    ProviderState,
+    apply_poll,
+    apply_turn,
+    manual_windows,
+    merge_windows,
+    new_provider,
+    provider_quota,
+    signature,
+)
+from bhogad.observability.metrics import Metrics
+from bhogad.rpc.dispatch import RpcError
+from bhogad.storage.store import Store
+from bhogad.storage.writer import Ticket, Writer
+
+log = structlog.get_logger("bhogad.domain.keeper")
+
+_PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class InvalidInput(RpcError):
+    """Arguments that are well-formed JSON but wrong for the operation; ``kind`` is stable."""
+
+    def __init__(self, kind: str, message: str, **data: object) -> None:
+        super().__init__(ErrorCode.INVALID_PARAMS, message, kind, **data)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Subscriber(Protocol):
+    """A connection that asked for ``quota.changed`` events. It must never block the daemon."""
+
+    def offer(self, line: bytes) -> None: ...
+
+
+class QuotaKeeper:
+    def __init__(self, cfg: Config, store: Store, clock: Callable[[], datetime] = utcnow) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.providers: dict[str, ProviderState] = {}
+        self.next_turn_id = 1
+        self.writer = Writer(store, self.providers.get)
+        self.subscribers: set[Subscriber] = set()
+        self._signatures: dict[str, tuple[object, ...]] = {}
+        #: Bumped on every change of state or config; cached rankings from older versions are void.
+        self.version = 0
+        self._rankings: dict[tuple[str, bool], tuple[int, Ranking, datetime | None]] = {}
+        #: This month's spend, for budgets; rebuilt from the ledger by ``load``.
+        self.spend = budgets.Spend(month=budgets.month_of(clock()))
+        self.started_at = clock()
+        self.turns_stored = 0
+        self.metrics = Metrics()
+
+    def load(self) -> list[str]:
+        """Read the store into memory; returns notes about anything that could not be read."""
+        providers, problems = self.store.load_providers()
+        self.providers.update(providers)
+        self.next_turn_id = self.store.last_turn_id() + 1
+        self.turns_stored = self.store.count_turns()
+        # Budgets survive restarts because the ledger is their only record.
+        now = self.clock()
+        by_provider, by_agent = self.store.month_spend(budgets.month_start(now))
+        self.spend = budgets.Spend(month=budgets.month_of(now), providers=by_provider, agents=by_agent)
+        for pid in self.cfg.providers:
+            self.providers.setdefault(pid, new_provider(pid))
+        self.detect_keys(os.environ)
+        return problems
+
+    # -- providers -------------------------------------------------------------------------------
+
+    def provider(self, pid: str) -> ProviderState:
+        """The state of a configured provider (or one already known); unknown ids are refused."""
+        p = self.providers.get(pid)
+        if p is not None:
+            return p
+        if pid in self.cfg.providers:
+            return self.providers.setdefault(pid, new_provider(pid))
+        raise InvalidInput(
+            "unknown_provider",
+            f"unknown provider {pid!r}; known: {', '.join(sorted(self.cfg.providers))} "
+            "(add others under `providers:` in config.yaml)",
+            known=sorted(self.cfg.providers),
+        )
+
+    def detect_keys(self, environ: Mapping[str, str]) -> None:
+        """API-key providers are available when the daemon can see a key (the poller re-checks)."""
+        self.version += 1
+        for pid, pcfg in self.cfg.providers.items():
+            if pcfg.kind is ProviderKind.API_KEY and pcfg.key_env:
+                self.provider(pid).detected = api_keys.detect(pcfg, environ)
+
+    def quota(self, pid: str, model: str = "*") -> ProviderQuota:
+        return provider_quota(self.provider(pid), self.cfg.providers.get(pid), self.cfg, self.clock(), model)
+
+    def quotas(self, pid: str | None = None) -> list[ProviderQuota]:
+        pids = [pid] if pid is not None else sorted(self.providers)
+        return [self.quota(p) for p in pids]
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def rank(self, model: str, agent: str | None = None) -> Ranking:
+        """The ranking for ``model`` (as ``agent`` sees it), reused until state changes or time alone
+        would change it.
+
+        Harnesses ask for the same few models over and over; recomputing every provider's view per
+        call would make ranking the daemon's hottest path. An agent's ranking differs from everyone
+        else's only while that agent is over its budget, so that is all the cache key carries.
+        """
+        now = self.clock()
+        budgeted = self.cfg.budgets
+        agent_over = budgets.agent_over(self.spend, budgeted, now, agent)
+        cache_key = (model, agent_over)
+        cached = self._rankings.get(cache_key)
+        if cached is not None and cached[0] == self.version and (cached[2] is None or now < cached[2]):
+            return cached[1]
+        if not model.strip():
+            raise InvalidInput("invalid_model", "model must be a non-empty string")
+        blocked: dict[str, str] = {}
+        if budgeted.providers or budgeted.agents:
+            paid = [pid for pid, pcfg in self.cfg.providers.items() if pcfg.kind is ProviderKind.API_KEY]
+            blocked = budgets.blocked(self.spend, budgeted, now, paid, agent if agent_over else None)
+        ranking, changes_at = routing.rank_until(model, self.providers, self.cfg, now, blocked)
+        if budgeted.providers or budgeted.agents:
+            # Budgets reset at the month's turn, with no event to mark it.
+            month_turns = budgets.next_month_start(now)
+            changes_at = month_turns if changes_at is None else min(changes_at, month_turns)
+        if len(self._rankings) > 1024:
+            self._rankings.clear()
+        self._rankings[cache_key] = (self.version, ranking, changes_at)
+        return ranking
+
+    def reconfigure(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.version += 1
+
+    def record_turn(self, turn: Turn) -> tuple[int, Ticket]:
+        _check_turn(turn)
+        p = self.provider(turn.provider)
+        now = self.clock()
+        if turn.at is not None:
+            # The ledger compares times as UTC text; a naive time is taken to be UTC.
+            turn.at = turn.at.replace(tzinfo=UTC) if turn.at.tzinfo is None else turn.at.astimezone(UTC)
+        at = turn.at or now
+        reading = read_response(
+            turn.headers,
+            status_code=turn.status_code,
+            error_body=turn.error_body,
+            # The headers describe the quota when the response came, not when it was reported: a
+            # turn reported late must not override a poll taken after it. A clock ahead of ours
+            # must not make its reading outrank the next poll either.
+            now=min(at, now),
+            default_cooldown_s=self.cfg.routing.default_cooldown_s,
+        )
+        if reading.limit_names:
+            reading.windows = [_named_scope(w, reading.limit_names) for w in reading.windows]
+        apply_turn(p, turn, reading, now, burn_window_s=self.cfg.routing.burn_window_s)
+        self.metrics.count_turn(turn.provider, turn.status_code)
+        pcfg = self.cfg.providers.get(turn.provider)
+        billed = (pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY
+        priced = pricing.price_turn(
+            turn.model,
+            turn.input_tokens,
+            turn.output_tokens,
+            turn.cache_read_tokens,
+            turn.cache_write_tokens,
+            overrides=self.cfg.pricing,
+            subscription=not billed,
+            reported_usd=turn.cost_usd,
+        )
+        if priced.cost_usd:
+            self.spend = budgets.add(self.spend, now, at, turn.provider, turn.agent, priced.cost_usd, billed)
+        turn_id = self.next_turn_id
+        self.next_turn_id += 1
+        row = StoredTurn(
+            id=turn_id,
+            at=at,
+            provider=turn.provider,
+            model=turn.model,
+            input_tokens=turn.input_tokens,
+            output_tokens=turn.output_tokens,
+            cache_read_tokens=turn.cache_read_tokens,
+            cache_write_tokens=turn.cache_write_tokens,
+            status_code=turn.status_code,
+            session=turn.session,
+            agent=turn.agent,
+            latency_ms=turn.latency_ms,
+            cost_usd=priced.cost_usd,
+            pricing=priced.source,
+            billed=billed,
+        )
+        self.turns_stored += 1
+        self.changed(turn.provider, "turn")
+        return turn_id, self.writer.submit([row], (turn.provider,))
+
+    def set_quota(self, params: SetQuotaParams) -> tuple[ProviderQuota, Ticket]:
+        for name, value in (("pct_remaining", params.pct_remaining), ("weekly_pct", params.weekly_pct)):
+            if value is not None and not 0.0 <= value <= 100.0:
+                raise InvalidInput("out_of_range", f"{name} must be 0–100, got {value}", field=name)
+        p = self.provider(params.provider)
+        pcfg = self.cfg.providers.get(params.provider)
+        kind = pcfg.kind if pcfg else ProviderKind.API_KEY
+        merge_windows(p, manual_windows(params, kind, self.clock()))
+        self.changed(params.provider, "manual")
+        return self.quota(params.provider, params.model), self.writer.submit(dirty=(params.provider,))
+
+    def apply_poll(self, pid: str, result: PollResult) -> Ticket:
+        apply_poll(self.provider(pid), result)
+        self.metrics.count_poll(pid, result.error is None)
+        self.changed(pid, "poll")
+        return self.writer.submit(dirty=(pid,))
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def changed(self, pid: str, cause: str) -> None:
+        """Note a change of ``pid``, and push ``quota.changed`` to subscribers if they would see it."""
+        self.version += 1
+        if not self.subscribers:
+            return
+        quota = self.quota(pid)
+        sig = signature(quota)
+        if self._signatures.get(pid) == sig:
+            return
+        self._signatures[pid] = sig
+        line = codec.notification_line(QUOTA_CHANGED, QuotaChanged(provider=pid, cause=cause, quota=quota))
+        for subscriber in self.subscribers:
+            subscriber.offer(line)
+
+
+def _named_scope(w: QuotaWindow, names: dict[str, str]) -> QuotaWindow:
+    """A named extra limit (Codex's Spark family) scoped to the model it names, as the poller
+    scopes it: then a header reading and a poll are one window, the newer wins, and it limits the
+    model it belongs to instead of none."""
+    limit_id = w.scope.removeprefix("limit:")
+    if limit_id == w.scope or limit_id not in names:
+        return w
+    return msgspec.structs.replace(w, scope=model_scope(names[limit_id], limit_id))
+
+
+def _check_turn(turn: Turn) -> None:
+    if not _PROVIDER_ID.match(turn.provider):
+        raise InvalidInput("invalid_provider", "provider must be a short id like 'claude_code'")
+    if not turn.model.strip():
+        raise InvalidInput("invalid_model", "model must be a non-empty string")
+    for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
+        if getattr(turn, name) < 0:
+            raise InvalidInput("out_of_range", f"{name} must be ≥ 0", field=name)
+    if not 0 <= turn.status_code <= 999:
+        raise InvalidInput("out_of_range", "status_code must be an HTTP status (0 for no response)")
+    if turn.cost_usd is not None and not 0.0 <= turn.cost_usd < 1e6:
+        raise InvalidInput(
+            "out_of_range", "cost_usd must be a non-negative number of US dollars", field="cost_usd"
+        )

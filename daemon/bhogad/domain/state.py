@@ -1,0 +1,477 @@
+"""The daemon's in-memory quota model and the pure functions that change and read it.
+
+Nothing here does I/O or awaits: every change happens on the event loop in one synchronous call, so no
+reader ever sees half an update. Persistence and the network live at the edges (store, server).
+
+Two rules shape the model:
+
+* A window is one limit, keyed by name and scope (``weekly`` or ``weekly/opus``). A newer reading of
+  the same window replaces the older one, whatever its source, so a manual ``set_quota`` wins until a
+  poll or a header reports the same window again. Windows of different scopes never hide each other:
+  a model is limited by every window that applies to it, account-wide and model-scoped alike.
+* Usage only grows inside a window, so a stale reading still bounds what is left from above. Stale
+  windows therefore still mark a provider exhausted, but only fresh ones set its remaining fraction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import msgspec
+
+from bhoga.protocol import (
+    Health,
+    ProviderKind,
+    ProviderQuota,
+    ProviderStatus,
+    QuotaWindow,
+    SetQuotaParams,
+    Source,
+    Turn,
+    WindowKind,
+)
+from bhoga.quota.families import split_vendor
+from bhoga.quota.headers import HeaderReading
+from bhogad.config import Config, ProviderConfig, RoutingConfig
+from bhogad.domain import pace
+
+# Default consecutive failed turns (5xx, 529, timeouts) before a provider is degraded, then
+# unhealthy; ``routing.degraded_after`` / ``routing.unhealthy_after`` override them.
+DEGRADED_AFTER = RoutingConfig().degraded_after
+UNHEALTHY_AFTER = RoutingConfig().unhealthy_after
+#: Models whose own failure counts are remembered per provider; the oldest are forgotten first.
+_MAX_MODEL_HEALTH = 64
+
+
+class Availability(msgspec.Struct, kw_only=True):
+    """What discovery found on this machine: credentials, a CLI, or nothing (with why)."""
+
+    available: bool
+    reason: str
+
+
+class Failures(msgspec.Struct, kw_only=True):
+    """Consecutive failed turns of one model on a provider, and when the last one was."""
+
+    count: int = 0
+    last_at: datetime | None = None
+
+
+class ProviderState(msgspec.Struct, kw_only=True):
+    """Everything remembered about one provider; persisted as one record."""
+
+    id: str
+    windows: dict[str, QuotaWindow] = msgspec.field(default_factory=dict)
+    cooldown_until: datetime | None = None
+    cooldown_reason: str | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    #: Set by a 401/403 turn: the credentials the harness uses were refused.
+    auth_failed_at: datetime | None = None
+    n_requests: int = 0
+    consumed: int = 0
+    last_turn_at: datetime | None = None
+    #: When the provider last accepted a harness's credentials (any 2xx/3xx, or a 429: limited, not refused).
+    accepted_at: datetime | None = None
+    last_poll_at: datetime | None = None
+    last_poll_error: str | None = None
+    detected: Availability | None = None
+    #: When the last failed turn was: an unhealthy provider is offered again some time after it.
+    last_failure_at: datetime | None = None
+    #: Failures counted per model (normalised id), for errors that hit one model and not the rest,
+    #: like an overloaded Opus while Sonnet answers. Cleared by a success of that model.
+    model_failures: dict[str, Failures] = msgspec.field(default_factory=dict)
+    #: Tokens per hour harnesses are sending here now (decayed), and what each window's readings
+    #: say a token costs it: together, the burn rate the pace strategy projects with.
+    flow: pace.TokenFlow = msgspec.field(default_factory=pace.TokenFlow)
+    burn: dict[str, pace.WindowBurn] = msgspec.field(default_factory=dict)
+
+
+class PollResult(msgspec.Struct, kw_only=True):
+    """What one discovery run of one provider found."""
+
+    at: datetime
+    availability: Availability
+    windows: list[QuotaWindow] = msgspec.field(default_factory=list)
+    #: Why the poll failed, in words a person can act on ("token expired — run `claude`"); None if ok.
+    error: str | None = None
+
+
+def new_provider(pid: str) -> ProviderState:
+    return ProviderState(id=pid)
+
+
+# --------------------------------------------------------------------------------------------------
+# Changes
+
+
+def merge_windows(p: ProviderState, windows: list[QuotaWindow]) -> bool:
+    """Take each window unless we already hold a newer reading of it. Returns whether any changed.
+
+    Newest wins whatever the source: a header reading taken after a poll replaces the poll's
+    figure, and holds until a poll (or another response) reports the same window later still.
+    """
+    changed = False
+    for window in windows:
+        key = window.key
+        held = p.windows.get(key)
+        if held is not None and held.updated_at and window.updated_at and held.updated_at > window.updated_at:
+            continue
+        p.windows[key] = window
+        burn = pace.observe(p.burn.get(key), window, p.consumed)
+        if burn is not None:
+            p.burn[key] = burn
+        changed = True
+    return changed
+
+
+def apply_poll(p: ProviderState, result: PollResult) -> None:
+    """Fold a discovery run in. A failed run keeps the last good windows; they age into staleness."""
+    p.detected = result.availability
+    p.last_poll_at = result.at
+    p.last_poll_error = result.error
+    if (
+        result.error is None
+        and result.availability.available
+        and p.auth_failed_at is not None
+        and result.at > p.auth_failed_at
+    ):
+        # The poll used the same login the harnesses use and it was accepted: the credentials were
+        # renewed since the 401/403, so the refusal no longer stands.
+        p.auth_failed_at = None
+    merge_windows(p, result.windows)
+
+
+def extend_cooldown(p: ProviderState, until: datetime, reason: str) -> bool:
+    """Cooldowns only ever grow: a later, shorter report must not release a provider early."""
+    if p.cooldown_until is not None and p.cooldown_until >= until:
+        return False
+    p.cooldown_until = until
+    p.cooldown_reason = reason
+    return True
+
+
+def manual_windows(params: SetQuotaParams, kind: ProviderKind, now: datetime) -> list[QuotaWindow]:
+    """The windows ``set_quota`` describes.
+
+    Subscriptions get the library's two windows (burst and weekly; weekly defaults to the burst
+    figure). An API key has no such windows, so its figure is one ``quota`` window.
+    """
+
+    def window(name: str, pct_remaining: float, minutes: int | None) -> QuotaWindow:
+        return QuotaWindow(
+            name=name,
+            pct_used=100.0 - pct_remaining,
+            resets_at=params.resets_at,
+            window_min=minutes,
+            updated_at=now,
+            scope=params.model,
+            source=Source.MANUAL,
+        )
+
+    if kind is ProviderKind.SUBSCRIPTION:
+        weekly = params.pct_remaining if params.weekly_pct is None else params.weekly_pct
+        return [window("burst", params.pct_remaining, 300), window("weekly", weekly, 10080)]
+    windows = [window("quota", params.pct_remaining, None)]
+    if params.weekly_pct is not None:
+        windows.append(window("weekly", params.weekly_pct, 10080))
+    return windows
+
+
+def is_server_failure(status_code: int) -> bool:
+    """Failures that say the provider is struggling (load, outage), not that our quota is spent."""
+    return status_code >= 500 or status_code in (408, 0)
+
+
+def model_key(model: str) -> str:
+    return split_vendor(model.strip().lower())[1]
+
+
+def apply_turn(
+    p: ProviderState, turn: Turn, reading: HeaderReading, now: datetime, *, burn_window_s: float = 3600.0
+) -> None:
+    """Fold one reported model call into the provider's state.
+
+    429 and 529 are different things: a 429 says our quota (or rate limit) is spent and sets a
+    cooldown from the reading; a 529 says the provider is overloaded, which is health, not quota.
+    """
+    at = turn.at or now
+    tokens = turn.input_tokens + turn.output_tokens + turn.cache_read_tokens + turn.cache_write_tokens
+    p.n_requests += 1
+    p.consumed += tokens
+    p.last_turn_at = at
+    if tokens:
+        p.flow = pace.add_tokens(p.flow, tokens, min(at, now), burn_window_s / 3600)
+    merge_windows(p, reading.windows)
+    if reading.cooldown_until is not None and reading.cooldown_until > now:
+        extend_cooldown(p, reading.cooldown_until, reading.cooldown_reason or f"HTTP {turn.status_code}")
+    code = turn.status_code
+    if 200 <= code < 400 or code == 429:
+        p.accepted_at = at
+    model = model_key(turn.model)
+    if 200 <= code < 400:
+        # One success restores health and proves the harness's credentials work.
+        p.consecutive_failures = 0
+        p.last_error = None
+        p.auth_failed_at = None
+        p.model_failures.pop(model, None)
+    elif code in (401, 403):
+        p.auth_failed_at = at
+        p.last_error = f"HTTP {code}: credentials refused"
+    elif is_server_failure(code):
+        p.consecutive_failures += 1
+        p.last_failure_at = at
+        failures = p.model_failures.pop(model, None) or Failures()
+        # Re-inserted last, so the dict stays ordered oldest failure first for trimming.
+        p.model_failures[model] = Failures(count=failures.count + 1, last_at=at)
+        while len(p.model_failures) > _MAX_MODEL_HEALTH:
+            del p.model_failures[next(iter(p.model_failures))]
+        p.last_error = (
+            f"HTTP 529: {turn.model} overloaded"
+            if code == 529
+            else f"HTTP {code}: provider error ({turn.model})"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+def scope_applies(scope: str, model: str) -> bool:
+    """Whether a window scoped to ``scope`` limits ``model``.
+
+    ``*`` limits every model. A bare family word (``opus``) limits models that have it as a dash
+    token (``claude-opus-4``). Otherwise the scope is a model id and must match it. Scopes like
+    ``limit:codex_bengalfox`` name a provider-side limit we cannot map to models, so they limit none.
+    """
+    if scope == "*" or model == "*":
+        return True
+    if ":" in scope:
+        return False
+    bare = split_vendor(model.lower())[1]
+    scope = split_vendor(scope.lower())[1]
+    return bare == scope or ("-" not in scope and scope in bare.split("-"))
+
+
+def effective_window(w: QuotaWindow, now: datetime, stale_after: timedelta) -> QuotaWindow:
+    """The window as it stands ``now``: reset if its reset time passed, marked stale if too old."""
+    if w.resets_at is not None and w.resets_at <= now:
+        # A new window began. Usage since the reset is unknown until the next reading, and 0 % is the
+        # best estimate at the boundary; the reset is the reading's time, so it is not stale yet.
+        next_reset = None
+        if w.window_min:
+            length = timedelta(minutes=w.window_min)
+            periods = (now - w.resets_at) // length + 1
+            # Fixed windows (weekly, monthly) roll on; a 5-hour window starts at the next message,
+            # which we cannot know, so it stays open-ended.
+            next_reset = w.resets_at + periods * length if w.window_min >= 10080 else None
+        return msgspec.structs.replace(
+            w, pct_used=0.0, remaining=w.limit, resets_at=next_reset, updated_at=w.resets_at, stale=False
+        )
+    stale = w.updated_at is None or (w.source is not Source.MANUAL and now - w.updated_at > stale_after)
+    return msgspec.structs.replace(w, stale=stale) if stale != w.stale else w
+
+
+class ModelView(msgspec.Struct, kw_only=True):
+    """A provider's standing for one model (or ``*``), derived on demand."""
+
+    available: bool
+    reason: str
+    status: ProviderStatus
+    quota_pct: float
+    tightest: QuotaWindow | None
+    blocking: str | None
+    health: Health
+    windows: list[QuotaWindow]
+    #: The next moment this view changes by time alone (a reset, a cooldown ending, a reading going
+    #: stale, availability evidence expiring, an unhealthy provider due a retry); ``None`` if nothing
+    #: is scheduled. Lets callers cache it. (Burn projections drift continuously; see routing.)
+    changes_at: datetime | None = None
+    now: datetime | None = None
+    #: Billed per token (an API key), as opposed to a subscription's already-paid quota.
+    paid: bool = False
+    #: The fresh quota windows that limit this model, and each one's current burn rate (by key).
+    fresh: list[QuotaWindow] = msgspec.field(default_factory=list)
+    burns: dict[str, pace.Burn | None] = msgspec.field(default_factory=dict)
+
+
+def availability(p: ProviderState, pcfg: ProviderConfig | None, cfg: Config, now: datetime) -> Availability:
+    """Whether the provider can be recommended on this machine, and why (not)."""
+    if pcfg is not None and not pcfg.enabled:
+        return Availability(available=False, reason="disabled in config")
+    if p.auth_failed_at is not None:
+        return Availability(available=False, reason="credentials refused (HTTP 401/403); log in again")
+    evidence = timedelta(seconds=cfg.routing.turn_evidence_s)
+    if p.accepted_at is not None and now - p.accepted_at <= evidence:
+        return Availability(available=True, reason="a harness reported calls it made")
+    if any(w.source is Source.MANUAL for w in p.windows.values()):
+        return Availability(available=True, reason="quota set by hand")
+    if p.detected is not None:
+        return p.detected
+    return Availability(available=False, reason="no credentials found and no quota set")
+
+
+def _health(count: int, last_at: datetime | None, routing: RoutingConfig, now: datetime) -> Health:
+    if count >= routing.unhealthy_after:
+        probe_at = last_at + timedelta(seconds=routing.health_probe_after_s) if last_at else None
+        # Half-open: long enough after the last failure, let traffic try it again. One more
+        # failure makes it unhealthy at once (the count is still past the threshold).
+        return Health.DEGRADED if probe_at is not None and now >= probe_at else Health.UNHEALTHY
+    if count >= routing.degraded_after:
+        return Health.DEGRADED
+    return Health.HEALTHY
+
+
+_SEVERITY = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNHEALTHY: 2}
+
+
+def health_of(
+    p: ProviderState, cfg: Config | None = None, now: datetime | None = None, model: str = "*"
+) -> Health:
+    """The provider's health for ``model``: the worse of its own and that model's failure streak."""
+    routing = cfg.routing if cfg is not None else RoutingConfig()
+    at = now or p.last_failure_at or datetime.min
+    health = _health(p.consecutive_failures, p.last_failure_at, routing, at)
+    failures = p.model_failures.get(model_key(model)) if model != "*" else None
+    if failures is not None:
+        own = _health(failures.count, failures.last_at, routing, at)
+        if _SEVERITY[own] > _SEVERITY[health]:
+            health = own
+    return health
+
+
+def _probe_moments(p: ProviderState, model: str, cfg: Config) -> list[datetime | None]:
+    probe = timedelta(seconds=cfg.routing.health_probe_after_s)
+    streaks = [(p.consecutive_failures, p.last_failure_at)]
+    failures = p.model_failures.get(model_key(model)) if model != "*" else None
+    if failures is not None:
+        streaks.append((failures.count, failures.last_at))
+    return [
+        last + probe for count, last in streaks if count >= cfg.routing.unhealthy_after and last is not None
+    ]
+
+
+def _fmt(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC") if at is not None else "an unknown time"
+
+
+def model_view(
+    p: ProviderState, model: str, pcfg: ProviderConfig | None, cfg: Config, now: datetime
+) -> ModelView:
+    stale_after = timedelta(seconds=pcfg.stale_after_s if pcfg else 1800.0)
+    windows = [
+        effective_window(w, now, stale_after) for w in p.windows.values() if scope_applies(w.scope, model)
+    ]
+    avail = availability(p, pcfg, cfg, now)
+    health = health_of(p, cfg, now, model)
+
+    # The provider-wide picture (``*``) lists every scope but is limited by account-wide windows only.
+    limiting = windows if model != "*" else [w for w in windows if w.scope == "*"]
+    blocking: str | None = None
+    status = ProviderStatus.UNKNOWN
+    if p.cooldown_until is not None and p.cooldown_until > now:
+        blocking = f"cooling down until {_fmt(p.cooldown_until)} ({p.cooldown_reason})"
+        status = ProviderStatus.THROTTLED
+    for w in limiting:
+        if blocking is None and w.pct_used >= 100.0 and (w.resets_at is None or w.resets_at > now):
+            if w.kind is WindowKind.RATE:
+                blocking = f"rate limit '{w.key}' empty until {_fmt(w.resets_at)}"
+                status = ProviderStatus.THROTTLED
+            else:
+                blocking = f"'{w.key}' window exhausted until {_fmt(w.resets_at)}"
+                status = ProviderStatus.EXHAUSTED
+
+    fresh = [w for w in limiting if w.kind is WindowKind.QUOTA and not w.stale]
+    tightest = min(fresh, key=lambda w: w.pct_remaining, default=None)
+    quota_pct = tightest.pct_remaining / 100.0 if tightest is not None else -1.0
+    if status is ProviderStatus.UNKNOWN and blocking is None:
+        if quota_pct < 0:
+            status = ProviderStatus.UNKNOWN
+        elif quota_pct < cfg.routing.low_fraction:
+            status = ProviderStatus.LOW
+        else:
+            status = ProviderStatus.OK
+    if not avail.available:
+        status = ProviderStatus.UNAVAILABLE
+    tau_h = cfg.routing.burn_window_s / 3600
+    flow = pace.flow_now(p.flow, now, tau_h)
+    burns = {w.key: pace.burn_rate(p.burn.get(w.key), flow, w, now) for w in fresh}
+    return ModelView(
+        changes_at=_next_change(p, windows, stale_after, cfg, now, _probe_moments(p, model, cfg)),
+        now=now,
+        paid=(pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY,
+        fresh=fresh,
+        burns=burns,
+        available=avail.available,
+        reason=avail.reason,
+        status=status,
+        quota_pct=quota_pct,
+        tightest=tightest,
+        blocking=blocking,
+        health=health,
+        windows=windows,
+    )
+
+
+def _next_change(
+    p: ProviderState,
+    windows: list[QuotaWindow],
+    stale_after: timedelta,
+    cfg: Config,
+    now: datetime,
+    extra: list[datetime | None],
+) -> datetime | None:
+    moments = [p.cooldown_until, *extra]
+    if p.accepted_at is not None:
+        moments.append(p.accepted_at + timedelta(seconds=cfg.routing.turn_evidence_s))
+    for w in windows:
+        moments.append(w.resets_at)
+        if not w.stale and w.source is not Source.MANUAL and w.updated_at is not None:
+            moments.append(w.updated_at + stale_after)
+    return min((m for m in moments if m is not None and m > now), default=None)
+
+
+def provider_quota(
+    p: ProviderState, pcfg: ProviderConfig | None, cfg: Config, now: datetime, model: str = "*"
+) -> ProviderQuota:
+    """The client-facing record for a provider; ``model="*"`` shows every window of every scope."""
+    view = model_view(p, model, pcfg, cfg, now)
+    return ProviderQuota(
+        provider_id=p.id,
+        model_id=model,
+        kind=pcfg.kind if pcfg else ProviderKind.API_KEY,
+        priority=pcfg.priority if pcfg else 99,
+        available=view.available,
+        reason=(view.blocking or view.reason) if view.available else view.reason,
+        status=view.status,
+        quota_pct=view.quota_pct,
+        windows={w.key: w for w in view.windows},
+        cooldown_until=p.cooldown_until if p.cooldown_until and p.cooldown_until > now else None,
+        cooldown_reason=p.cooldown_reason if p.cooldown_until and p.cooldown_until > now else None,
+        health=view.health,
+        model_health={
+            m: h
+            for m, f in p.model_failures.items()
+            if (h := _health(f.count, f.last_at, cfg.routing, now)) is not Health.HEALTHY
+        },
+        consecutive_failures=p.consecutive_failures,
+        last_error=p.last_error,
+        n_requests=p.n_requests,
+        consumed=p.consumed,
+        last_turn_at=p.last_turn_at,
+        last_poll_at=p.last_poll_at,
+        last_poll_error=p.last_poll_error,
+    )
+
+
+def signature(q: ProviderQuota) -> tuple[object, ...]:
+    """What a subscriber would notice changing; used to avoid pushing no-op events."""
+    return (
+        q.status,
+        round(q.quota_pct, 4),
+        q.available,
+        q.cooldown_until,
+        q.health,
+        tuple(sorted(q.model_health.items())),
+        tuple((k, round(w.pct_used, 2), w.resets_at, w.stale) for k, w in sorted(q.windows.items())),
+    )

@@ -1,0 +1,1 @@
+"""Observability: metrics, the optional /metrics endpoint, and log set-up."""

@@ -1,0 +1,1 @@
+"""The RPC surface: the socket server, JSON-RPC dispatch and the method table."""

@@ -1,0 +1,1 @@
+"""Running as a service: socket activation, sd_notify and the instance lock."""

@@ -1,0 +1,1 @@
+"""Persistence: the SQLite store and the single writer that group-commits to it."""
