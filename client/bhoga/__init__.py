@@ -6,38 +6,59 @@ nothing to import it. State, discovery and ranking live in the ``bhogad`` daemon
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from bhoga.client import Router as Router, check_quota as check_quota
-from bhoga.errors import (
-    BhogaError as BhogaError,
-    ClientTimeout as ClientTimeout,
-    DaemonNotRunning as DaemonNotRunning,
-    InvalidParams as InvalidParams,
-    ProtocolError as ProtocolError,
-    RemoteError as RemoteError,
-)
-from bhoga.protocol import (
-    BillingCadence as BillingCadence,
-    ProviderQuota as ProviderQuota,
-    ProviderStatus as ProviderStatus,
-    QuotaWindow as QuotaWindow,
-    Ranking as Ranking,
-    RouterRecommendation as RouterRecommendation,
-)
-from bhoga.quota.families import model_family as model_family, to_hermes_model as to_hermes_model
-from bhoga.quota.headers import calibrate as calibrate, mark_throttled as mark_throttled
-
+# Not ``typing.TYPE_CHECKING``: importing typing alone costs more than the rest of this module.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from bhoga.aio import AsyncRouter as AsyncRouter
-    from bhoga.codex_models import get_codex_models as get_codex_models
-    from bhoga.hermes import apply_to_hermes as apply_to_hermes
+    from typing import Any
 
-# Loaded on first use: each pulls in more than a harness that only routes needs.
+    from bhoga.aio import AsyncRouter as AsyncRouter
+    from bhoga.client import Router as Router, check_quota as check_quota
+    from bhoga.codex_models import get_codex_models as get_codex_models
+    from bhoga.errors import (
+        BhogaError as BhogaError,
+        ClientTimeout as ClientTimeout,
+        DaemonNotRunning as DaemonNotRunning,
+        InvalidParams as InvalidParams,
+        ProtocolError as ProtocolError,
+        RemoteError as RemoteError,
+    )
+    from bhoga.hermes import apply_to_hermes as apply_to_hermes
+    from bhoga.protocol import (
+        BillingCadence as BillingCadence,
+        ProviderQuota as ProviderQuota,
+        ProviderStatus as ProviderStatus,
+        QuotaWindow as QuotaWindow,
+        Ranking as Ranking,
+        RouterRecommendation as RouterRecommendation,
+    )
+    from bhoga.quota.families import model_family as model_family, to_hermes_model as to_hermes_model
+    from bhoga.quota.headers import calibrate as calibrate, mark_throttled as mark_throttled
+
+# Every public name is loaded on first use. Importing a submodule imports this package first, and
+# ``bhoga statusline`` (run on every Claude Code statusline refresh) must not pay for the client,
+# msgspec and the header readers it never uses; ``from bhoga import Router`` works as before.
 _LAZY = {
     "AsyncRouter": "bhoga.aio",
-    "apply_to_hermes": "bhoga.hermes",
+    "Router": "bhoga.client",
+    "check_quota": "bhoga.client",
     "get_codex_models": "bhoga.codex_models",
+    "BhogaError": "bhoga.errors",
+    "ClientTimeout": "bhoga.errors",
+    "DaemonNotRunning": "bhoga.errors",
+    "InvalidParams": "bhoga.errors",
+    "ProtocolError": "bhoga.errors",
+    "RemoteError": "bhoga.errors",
+    "apply_to_hermes": "bhoga.hermes",
+    "BillingCadence": "bhoga.protocol",
+    "ProviderQuota": "bhoga.protocol",
+    "ProviderStatus": "bhoga.protocol",
+    "QuotaWindow": "bhoga.protocol",
+    "Ranking": "bhoga.protocol",
+    "RouterRecommendation": "bhoga.protocol",
+    "model_family": "bhoga.quota.families",
+    "to_hermes_model": "bhoga.quota.families",
+    "calibrate": "bhoga.quota.headers",
+    "mark_throttled": "bhoga.quota.headers",
 }
 
 
@@ -47,7 +68,13 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'bhoga' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

@@ -1,5 +1,5 @@
 import sys
 
-from bhoga.cli.main import main
+from bhoga.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

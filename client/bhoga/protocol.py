@@ -39,10 +39,14 @@ class Method(enum.StrEnum):
     REFRESH = "quota.refresh"
     USAGE_SUMMARY = "usage.summary"
     SUBSCRIBE = "events.subscribe"
+    REPORT_WINDOWS = "quota.report"
+    ALERT_HISTORY = "alerts.history"
 
 
 #: Server-pushed notification sent to subscribers when a provider's quota view changes.
 QUOTA_CHANGED: Final = "quota.changed"
+#: Server-pushed notification sent to subscribers when an alert fires (``Alert`` params).
+QUOTA_ALERT: Final = "quota.alert"
 
 
 class ErrorCode(enum.IntEnum):
@@ -104,6 +108,8 @@ class Source(enum.StrEnum):
     HEADERS = "headers"
     MANUAL = "manual"
     LOCAL = "local"
+    #: Claude Code's ``statusLine`` payload (``rate_limits``), passed on by ``bhoga statusline``.
+    STATUSLINE = "statusline"
 
 
 class QuotaWindow(msgspec.Struct, kw_only=True):
@@ -239,6 +245,20 @@ class Turn(msgspec.Struct, kw_only=True):
     #: What the provider itself billed for the call, in USD, where it says (OpenRouter's
     #: ``usage.cost``); it wins over the daemon's pricing table.
     cost_usd: float | None = None
+    #: The provider's own id for the call (Anthropic's ``request-id`` header), where the harness has
+    #: it: the same call found later in a harness's own log is then never counted twice.
+    request_id: str | None = None
+
+
+class TurnSource(enum.StrEnum):
+    """Where a ledger entry came from."""
+
+    #: Reported by a harness through the client or the socket.
+    CLIENT = "client"
+    #: Read from Claude Code's transcripts (``~/.claude/projects/**/*.jsonl``).
+    CLAUDE_CODE_LOG = "claude-code-log"
+    #: Read from the Codex CLI's rollout files (``$CODEX_HOME/sessions/**/rollout-*.jsonl``).
+    CODEX_LOG = "codex-log"
 
 
 class TurnAck(msgspec.Struct, kw_only=True):
@@ -264,6 +284,8 @@ class StoredTurn(msgspec.Struct, kw_only=True):
     latency_ms: float | None = None
     #: Charged per token (an API key) rather than drawn from a subscription.
     billed: bool = False
+    source: TurnSource = TurnSource.CLIENT
+    request_id: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,6 +335,7 @@ class UsageGroup(enum.StrEnum):
     AGENT = "agent"
     SESSION = "session"
     DAY = "day"
+    SOURCE = "source"
 
 
 class UsageParams(msgspec.Struct, kw_only=True):
@@ -351,6 +374,23 @@ class UsageSummary(msgspec.Struct, kw_only=True):
     total: UsageRow
 
 
+class IngestStatus(msgspec.Struct, kw_only=True):
+    """Progress of the passive ingest of harness logs (Claude Code transcripts, Codex rollouts)."""
+
+    #: Which log sources are being watched (``claude-code-log``, ``codex-log``).
+    sources: list[str] = msgspec.field(default_factory=list)
+    files: int = 0
+    #: Bytes of log files not read yet; 0 once the scan has caught up.
+    bytes_pending: int = 0
+    bytes_read: int = 0
+    turns_ingested: int = 0
+    duplicates: int = 0
+    #: Whether a (first or catch-up) scan is under way.
+    scanning: bool = False
+    last_scan_at: datetime | None = None
+    last_error: str | None = None
+
+
 class DaemonStatus(msgspec.Struct, kw_only=True):
     daemon_version: str
     protocol: int
@@ -365,6 +405,7 @@ class DaemonStatus(msgspec.Struct, kw_only=True):
     turns_stored: int
     providers_available: int
     strategy: str
+    ingest: IngestStatus | None = None
 
 
 class QuotaChanged(msgspec.Struct, kw_only=True):
@@ -373,6 +414,50 @@ class QuotaChanged(msgspec.Struct, kw_only=True):
     provider: str
     cause: str
     quota: ProviderQuota
+
+
+class ReportParams(msgspec.Struct, kw_only=True):
+    """``quota.report``: windows a harness read itself (Claude Code's statusline), as they stand now.
+
+    Each window keeps its own ``source`` and ``updated_at``; a window without ``updated_at`` is dated
+    by the daemon's clock on arrival.
+    """
+
+    provider: str
+    windows: list[QuotaWindow]
+
+
+class AlertKind(enum.StrEnum):
+    #: A window's use crossed a configured threshold (80, 95, 100 % by default).
+    THRESHOLD = "threshold"
+    #: At the current burn rate the window runs out before it resets.
+    PROJECTED_EXHAUSTION = "projected_exhaustion"
+    COOLDOWN_START = "cooldown_start"
+    COOLDOWN_END = "cooldown_end"
+    WINDOW_RESET = "window_reset"
+    #: A provider that was available became unavailable (expired login, refused credentials).
+    UNAVAILABLE = "unavailable"
+
+
+class Alert(msgspec.Struct, kw_only=True):
+    """One alert, as pushed (``quota.alert``), handed to hooks and listed by ``alerts.history``."""
+
+    id: int = 0
+    kind: AlertKind
+    provider: str
+    at: datetime
+    #: The window's key (``burst``, ``weekly/opus``); ``None`` for provider-wide alerts.
+    window: str | None = None
+    pct_used: float | None = None
+    threshold: float | None = None
+    resets_at: datetime | None = None
+    #: One sentence a person can read in a notification.
+    message: str = ""
+
+
+class AlertHistoryParams(msgspec.Struct, kw_only=True):
+    limit: int = 100
+    provider: str | None = None
 
 
 class Subscribed(msgspec.Struct, kw_only=True):

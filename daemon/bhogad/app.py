@@ -27,8 +27,10 @@ import structlog
 from bhoga.paths import check_socket_path_length
 from bhoga.protocol import Method
 from bhogad import config as config_mod
+from bhogad.alerting import AlertEngine
 from bhogad.discovery.poller import Poller
 from bhogad.domain.keeper import QuotaKeeper
+from bhogad.ingest.scanner import Scanner
 from bhogad.observability import metrics_http
 from bhogad.rpc import methods
 from bhogad.rpc.dispatch import Call, Dispatcher
@@ -129,6 +131,8 @@ class App:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.writer.run)
                 tg.start_soon(poller.run)
+                tg.start_soon(AlertEngine(daemon).run)
+                tg.start_soon(Scanner(daemon, os.environ).run)
                 tg.start_soon(self._watchdog)
                 tg.start_soon(self._signals, server, daemon)
                 await server.start(sock)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 import yaml
 
-from bhoga.protocol import MAX_LINE_BYTES, ProviderKind
+from bhoga.protocol import MAX_LINE_BYTES, AlertKind, ProviderKind
 from bhoga.quota.families import DEFAULT_HIERARCHY
 from bhogad.domain.pricing import Price
 
@@ -103,6 +103,53 @@ class BudgetConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     agents: dict[str, _Usd] = msgspec.field(default_factory=dict)
 
 
+class HookConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An executable run for each alert: the alert as JSON on stdin, and ``BHOGA_ALERT_KIND``,
+    ``BHOGA_PROVIDER``, ``BHOGA_WINDOW``, ``BHOGA_PERCENT``, ``BHOGA_RESETS_AT`` in its environment."""
+
+    #: The program and its arguments (no shell).
+    command: Annotated[list[str], msgspec.Meta(min_length=1)]
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
+    #: Only these alert kinds (``threshold``, ``projected_exhaustion``, ...); empty means all.
+    kinds: list[AlertKind] = msgspec.field(default_factory=list)
+
+
+class AlertsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    #: Percent used at which a window raises an alert, once per reset period each.
+    thresholds: list[Annotated[float, msgspec.Meta(gt=0, le=1000)]] = msgspec.field(
+        default_factory=lambda: [80.0, 95.0, 100.0]
+    )
+    #: "Projected to run out before its reset", from the pace projection; once per episode.
+    projected: bool = True
+    cooldowns: bool = True
+    resets: bool = True
+    unavailable: bool = True
+    hooks: list[HookConfig] = msgspec.field(default_factory=list)
+    #: How often windows are looked at again when nothing changed (resets and cooldowns end by time).
+    interval_s: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 30.0
+
+
+class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Passive ingest of what harnesses write anyway; each source is on when its folder exists."""
+
+    #: Claude Code transcripts (``~/.claude/projects``, ``~/.config/claude/projects``,
+    #: ``$CLAUDE_CONFIG_DIR/projects``).
+    claude_code: bool = True
+    #: Codex rollouts (``$CODEX_HOME/sessions``, ``archived_sessions``).
+    codex: bool = True
+    #: Extra (or, when set, replacing) folders; ``~`` is expanded.
+    claude_dirs: list[str] = msgspec.field(default_factory=list)
+    codex_home: str | None = None
+    #: Which provider the turns are booked to (a Claude Code run on an API key: ``anthropic_api``).
+    claude_provider: str = "claude_code"
+    codex_provider: str = "openai-codex"
+    #: How often the folders are looked at for new or grown files.
+    interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=3600)] = 10.0
+    #: Most bytes read per step; the scan yields to requests between steps.
+    batch_bytes: Annotated[int, msgspec.Meta(ge=4096, le=64 << 20)] = 1 << 20
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
@@ -111,6 +158,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Model (prefix) → USD per million tokens; wins over the built-in table in ``pricing.py``.
     pricing: dict[str, Price] = msgspec.field(default_factory=dict)
     budgets: BudgetConfig = msgspec.field(default_factory=BudgetConfig)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+    ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
 
 
 DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {

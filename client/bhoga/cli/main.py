@@ -40,6 +40,8 @@ EXTENSIONS: tuple[str, ...] = (
     "bhoga.cli.metrics",
     "bhoga.cli.usage",
     "bhoga.cli.watch",
+    "bhoga.cli.statusline_install",
+    "bhoga.cli.alerts",
 )
 
 

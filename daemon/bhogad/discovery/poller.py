@@ -34,7 +34,7 @@ import anyio.abc
 import httpx
 import structlog
 
-from bhoga.protocol import ProviderQuota
+from bhoga.protocol import ProviderQuota, Source
 from bhogad.config import ProviderConfig
 from bhogad.discovery.providers import DRIVERS, driver_name
 from bhogad.discovery.providers.base import Context, Driver, Kind, Outcome, redact
@@ -110,7 +110,30 @@ class ProviderPoller:
                         await self._wake.wait()
                     self._wake = anyio.Event()
                     continue
+                skip = self._passive_fresh()
+                if skip > 0:
+                    # A harness handed us this provider's numbers (Claude Code's statusline) more
+                    # recently than a poll interval ago: asking the usage endpoint would only spend
+                    # its rate limit. Poll once that reading is a full interval old.
+                    self.due = anyio.current_time() + skip
+                    continue
                 await self.trigger(respect_gate=False).wait()
+
+    def _passive_fresh(self) -> float:
+        """Seconds until the newest passive reading (statusline) of this provider is one poll
+        interval old; 0 when there is none that fresh."""
+        daemon = self.owner.daemon
+        p = daemon.providers.get(self.pid)
+        pcfg = daemon.cfg.providers.get(self.pid)
+        if p is None or pcfg is None:
+            return 0.0
+        newest = max(
+            (w.updated_at for w in p.windows.values() if w.source is Source.STATUSLINE and w.updated_at),
+            default=None,
+        )
+        if newest is None:
+            return 0.0
+        return max(0.0, pcfg.poll_interval_s - (daemon.clock() - newest).total_seconds())
 
     def gated(self) -> bool:
         return self.blocked_until is not None and self.owner.daemon.clock() < self.blocked_until

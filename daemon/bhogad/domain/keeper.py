@@ -20,11 +20,13 @@ from bhoga import codec
 from bhoga.protocol import (
     QUOTA_CHANGED,
     ErrorCode,
+    IngestStatus,
     ProviderKind,
     ProviderQuota,
     QuotaChanged,
     QuotaWindow,
     Ranking,
+    ReportParams,
     SetQuotaParams,
     StoredTurn,
     Turn,
@@ -39,6 +41,7 @@ from bhogad.domain.state import (
     ProviderState,
     apply_poll,
     apply_turn,
+    extend_cooldown,
     manual_windows,
     merge_windows,
     new_provider,
@@ -52,6 +55,8 @@ from bhogad.storage.writer import Ticket, Writer
 
 log = structlog.get_logger("bhogad.domain.keeper")
 
+#: Most windows one ``quota.report`` may carry (a statusline has five or so).
+_MAX_REPORTED_WINDOWS = 32
 _PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
@@ -81,6 +86,8 @@ class QuotaKeeper:
         self.next_turn_id = 1
         self.writer = Writer(store, self.providers.get)
         self.subscribers: set[Subscriber] = set()
+        #: Called with a provider id on every change (the alert engine marks itself dirty).
+        self.watchers: list[Callable[[str], None]] = []
         self._signatures: dict[str, tuple[object, ...]] = {}
         #: Bumped on every change of state or config; cached rankings from older versions are void.
         self.version = 0
@@ -90,6 +97,8 @@ class QuotaKeeper:
         self.started_at = clock()
         self.turns_stored = 0
         self.metrics = Metrics()
+        #: Progress of the harness-log ingest, kept current by ``bhogad.ingest``; None when it is off.
+        self.ingest_status: IngestStatus | None = None
 
     def load(self) -> list[str]:
         """Read the store into memory; returns notes about anything that could not be read."""
@@ -227,6 +236,7 @@ class QuotaKeeper:
             cost_usd=priced.cost_usd,
             pricing=priced.source,
             billed=billed,
+            request_id=turn.request_id,
         )
         self.turns_stored += 1
         self.changed(turn.provider, "turn")
@@ -243,6 +253,66 @@ class QuotaKeeper:
         self.changed(params.provider, "manual")
         return self.quota(params.provider, params.model), self.writer.submit(dirty=(params.provider,))
 
+    def report_windows(self, params: ReportParams) -> tuple[ProviderQuota, Ticket]:
+        """Windows a harness read itself (Claude Code's statusline), merged like any other reading:
+        newest wins. Times from the future are clamped to now, so a fast clock cannot pin a reading."""
+        p = self.provider(params.provider)
+        now = self.clock()
+        windows = []
+        for w in params.windows[:_MAX_REPORTED_WINDOWS]:
+            _check_window(w)
+            at = w.updated_at
+            at = now if at is None else min(at.replace(tzinfo=UTC) if at.tzinfo is None else at, now)
+            windows.append(msgspec.structs.replace(w, updated_at=at))
+        if windows and (p.accepted_at is None or p.accepted_at < now):
+            # Readings of a subscription's windows come from its responses: the harness's login
+            # works, as a successful turn would prove.
+            p.accepted_at = now
+        if merge_windows(p, windows):
+            self.changed(params.provider, "report")
+        return self.quota(params.provider), self.writer.submit(dirty=(params.provider,))
+
+    def price(
+        self, provider: str, model: str, tokens: tuple[int, int, int, int], reported: float | None
+    ) -> tuple[float | None, str | None, bool]:
+        """``(cost_usd, pricing source, billed)`` for a call, by the same rule ``record_turn`` uses."""
+        pcfg = self.cfg.providers.get(provider)
+        billed = (pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY
+        priced = pricing.price_turn(
+            model, *tokens, overrides=self.cfg.pricing, subscription=not billed, reported_usd=reported
+        )
+        return priced.cost_usd, priced.source, billed
+
+    def ingested(self, turns: list[StoredTurn]) -> None:
+        """Account for calls the ingest stored: counts and this month's spend (budgets). Their quota
+        effect already reached us through the harness's own windows; history must not skew the
+        token-flow estimate, so only the ledger and budgets see them."""
+        now = self.clock()
+        touched: set[str] = set()
+        for t in turns:
+            p = self.providers.get(t.provider)
+            if p is not None and t.at <= now and (p.accepted_at is None or t.at > p.accepted_at):
+                p.accepted_at = t.at  # the harness's login worked for this call
+                touched.add(t.provider)
+            if t.cost_usd:
+                self.spend = budgets.add(self.spend, now, t.at, t.provider, t.agent, t.cost_usd, t.billed)
+            self.metrics.count_turn(t.provider, t.status_code)
+        self.turns_stored += len(turns)
+        if turns:
+            self.version += 1
+        for pid in sorted(touched):
+            self.changed(pid, "ingest")
+        if touched:
+            self.writer.submit(dirty=touched)
+
+    def cooldown_until(self, pid: str, until: datetime, reason: str) -> None:
+        """A limit a harness log reported (Claude Code's "usage limit reached|<epoch>")."""
+        if until <= self.clock():
+            return
+        if extend_cooldown(self.provider(pid), until, reason):
+            self.changed(pid, "cooldown")
+            self.writer.submit(dirty=(pid,))
+
     def apply_poll(self, pid: str, result: PollResult) -> Ticket:
         apply_poll(self.provider(pid), result)
         self.metrics.count_poll(pid, result.error is None)
@@ -254,6 +324,8 @@ class QuotaKeeper:
     def changed(self, pid: str, cause: str) -> None:
         """Note a change of ``pid``, and push ``quota.changed`` to subscribers if they would see it."""
         self.version += 1
+        for watch in self.watchers:
+            watch(pid)
         if not self.subscribers:
             return
         quota = self.quota(pid)
@@ -262,6 +334,11 @@ class QuotaKeeper:
             return
         self._signatures[pid] = sig
         line = codec.notification_line(QUOTA_CHANGED, QuotaChanged(provider=pid, cause=cause, quota=quota))
+        for subscriber in self.subscribers:
+            subscriber.offer(line)
+
+    def publish(self, line: bytes) -> None:
+        """Push an encoded notification line (``quota.alert``) to every subscriber."""
         for subscriber in self.subscribers:
             subscriber.offer(line)
 
@@ -276,6 +353,13 @@ def _named_scope(w: QuotaWindow, names: dict[str, str]) -> QuotaWindow:
     return msgspec.structs.replace(w, scope=model_scope(names[limit_id], limit_id))
 
 
+def _check_window(w: QuotaWindow) -> None:
+    if not 0.0 <= w.pct_used <= 1000.0:
+        raise InvalidInput("out_of_range", f"window {w.key!r}: pct_used must be 0–1000", field="pct_used")
+    if not w.name.strip() or len(w.key) > 128:
+        raise InvalidInput("invalid_window", "a window needs a short name and scope")
+
+
 def _check_turn(turn: Turn) -> None:
     if not _PROVIDER_ID.match(turn.provider):
         raise InvalidInput("invalid_provider", "provider must be a short id like 'claude_code'")
@@ -286,6 +370,8 @@ def _check_turn(turn: Turn) -> None:
             raise InvalidInput("out_of_range", f"{name} must be ≥ 0", field=name)
     if not 0 <= turn.status_code <= 999:
         raise InvalidInput("out_of_range", "status_code must be an HTTP status (0 for no response)")
+    if turn.request_id is not None and not 0 < len(turn.request_id) <= 256:
+        raise InvalidInput("out_of_range", "request_id must be 1–256 characters", field="request_id")
     if turn.cost_usd is not None and not 0.0 <= turn.cost_usd < 1e6:
         raise InvalidInput(
             "out_of_range", "cost_usd must be a non-negative number of US dollars", field="cost_usd"

@@ -26,6 +26,8 @@ _COLUMNS: Final = {
     UsageGroup.AGENT: "agent",
     UsageGroup.SESSION: "session",
     UsageGroup.DAY: "substr(at, 1, 10)",
+    # Rows stored before sources were recorded were all reported by clients.
+    UsageGroup.SOURCE: "coalesce(source, 'client')",
 }
 
 

@@ -10,6 +10,10 @@ import anyio
 
 from bhoga.protocol import (
     PROTOCOL_VERSION,
+    QUOTA_ALERT,
+    QUOTA_CHANGED,
+    Alert,
+    AlertHistoryParams,
     DaemonStatus,
     ErrorCode,
     Hello,
@@ -20,6 +24,7 @@ from bhoga.protocol import (
     ProviderFilter,
     ProviderQuota,
     Ranking,
+    ReportParams,
     RouterRecommendation,
     SetQuotaParams,
     StoredTurn,
@@ -34,6 +39,7 @@ from bhogad.domain import usage
 from bhogad.domain.keeper import QuotaKeeper
 from bhogad.observability.metrics import render
 from bhogad.rpc.dispatch import Call, MethodSpec, RpcError
+from bhogad.storage import harness
 from bhogad.storage.writer import Ticket
 
 
@@ -83,6 +89,7 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
             turns_stored=daemon.turns_stored,
             providers_available=sum(q.available for q in daemon.quotas()),
             strategy=daemon.cfg.routing.strategy,
+            ingest=daemon.ingest_status,
         )
 
     def best_for(params: ModelParams, call: Call) -> RouterRecommendation | None:
@@ -133,12 +140,33 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
         await _durable(ticket)
         return quota
 
+    def report_windows(params: ReportParams, call: Call) -> ProviderQuota | Awaitable[ProviderQuota]:
+        quota, ticket = daemon.report_windows(params)
+        if call.notification:
+            return quota  # the statusline does not wait: the reading is in memory at once
+
+        async def stored() -> ProviderQuota:
+            await _durable(ticket)
+            return quota
+
+        return stored()
+
+    async def alert_history(params: AlertHistoryParams, call: Call) -> list[Alert]:
+        if not 1 <= params.limit <= 10_000:
+            raise RpcError(ErrorCode.INVALID_PARAMS, "limit must be 1–10000", "out_of_range", field="limit")
+        await _durable(daemon.writer.submit())
+        return await anyio.to_thread.run_sync(
+            daemon.store.read,
+            lambda conn: harness.list_alerts(conn, params.limit, params.provider),
+            limiter=daemon.writer.limiter,
+        )
+
     def list_quotas(params: ProviderFilter, call: Call) -> list[ProviderQuota]:
         return daemon.quotas(params.provider)
 
     def subscribe(_: None, call: Call) -> Subscribed:
         server.subscribe(call.conn)
-        return Subscribed(subscribed=True, events=["quota.changed"])
+        return Subscribed(subscribed=True, events=[QUOTA_CHANGED, QUOTA_ALERT])
 
     async def refresh_quotas(params: ProviderFilter, call: Call) -> list[ProviderQuota]:
         assert refresh is not None
@@ -169,6 +197,8 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
         Method.SET_QUOTA: MethodSpec(SetQuotaParams, set_quota),
         Method.LIST_QUOTAS: MethodSpec(ProviderFilter, list_quotas),
         Method.SUBSCRIBE: MethodSpec(None, subscribe),
+        Method.REPORT_WINDOWS: MethodSpec(ReportParams, report_windows),
+        Method.ALERT_HISTORY: MethodSpec(AlertHistoryParams, alert_history),
     }
     if refresh is not None:
         table[Method.REFRESH] = MethodSpec(ProviderFilter, refresh_quotas)

@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from bhoga.protocol import StoredTurn
+from bhoga.protocol import StoredTurn, TurnSource
 from bhogad.domain.state import ProviderState
+from bhogad.storage import harness
 
 SCHEMA_VERSION = 2
 DB_NAME = "state.db"
@@ -57,7 +58,7 @@ _ADDED_COLUMNS = {"pricing": "TEXT", "billed": "INTEGER NOT NULL DEFAULT 0"}
 
 _TURN_COLUMNS = (
     "id, at, provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
-    "status_code, session, agent, latency_ms, cost_usd, pricing, billed"
+    "status_code, session, agent, latency_ms, cost_usd, pricing, billed, source, request_id"
 )
 
 _provider_decoder = msgspec.json.Decoder(ProviderState)
@@ -85,6 +86,8 @@ def _row_from_turn(t: StoredTurn) -> tuple[object, ...]:
         t.cost_usd,
         t.pricing,
         int(t.billed),
+        t.source.value,
+        t.request_id,
     )
 
 
@@ -105,6 +108,8 @@ def _turn_from_row(r: tuple[Any, ...]) -> StoredTurn:
         cost_usd=r[12],
         pricing=r[13],
         billed=bool(r[14]),
+        source=TurnSource(r[15] or TurnSource.CLIENT),
+        request_id=r[16],
     )
 
 
@@ -150,6 +155,7 @@ class Store:
                 if column not in have:
                     # Older ledgers keep every row; the new columns start empty for them.
                     conn.execute(f"ALTER TABLE turns ADD COLUMN {column} {definition}")
+            harness.migrate(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise _Unusable(f"not a readable SQLite database: {exc}") from exc
@@ -224,7 +230,7 @@ class Store:
         conn.execute("BEGIN")
         try:
             conn.executemany(
-                f"INSERT INTO turns ({_TURN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO turns ({_TURN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [_row_from_turn(t) for t in turns],
             )
             conn.executemany(
