@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
@@ -37,6 +38,7 @@ log = structlog.get_logger("bhogad.ingest")
 
 #: A line longer than this is not a call record (nor a line we can hold): it is skipped whole.
 MAX_LINE: Final = 8 << 20
+_LONGEST_LIMIT: Final = timedelta(days=8)
 _context_encoder = msgspec.json.Encoder()
 _context_decoder = msgspec.json.Decoder(codex.Context)
 
@@ -298,7 +300,8 @@ class Scanner:
         self.status.duplicates += result.duplicates
         now = keeper.clock()
         for hit in limits:
-            if hit.until > now:
+            # The longest Claude limit is weekly; a reset further out is a bad value, not a limit.
+            if now < hit.until <= now + _LONGEST_LIMIT:
                 keeper.cooldown_until(
                     self.cfg.claude_provider, hit.until, "Claude Code reported its usage limit reached"
                 )
