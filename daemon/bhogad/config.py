@@ -147,7 +147,7 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: How often the folders are looked at for new or grown files.
     interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=3600)] = 10.0
     #: Most bytes read per step; the scan yields to requests between steps.
-    batch_bytes: Annotated[int, msgspec.Meta(ge=4096, le=64 << 20)] = 1 << 20
+    batch_bytes: Annotated[int, msgspec.Meta(ge=4096, le=64 << 20)] = 256 << 10
 
 
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -130,6 +130,14 @@ def cmd_status(args: argparse.Namespace, router: Router, out: TextIO) -> int:
         _print_json(quotas, out)
     else:
         out.write(render_status(quotas, datetime.now(UTC)))
+        ingest = router.status().ingest
+        if ingest is not None and (ingest.scanning or ingest.last_error):
+            state = (
+                f"reading, {ingest.bytes_pending / 1e6:.1f} MB to go, {ingest.turns_ingested} turns so far"
+                if ingest.scanning
+                else f"last pass failed: {ingest.last_error}"
+            )
+            out.write(f"harness logs ({', '.join(ingest.sources)}): {state}\n")
     return EXIT_OK
 
 

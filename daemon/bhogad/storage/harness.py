@@ -33,6 +33,9 @@ _ADDED_TURN_COLUMNS: Final = {"source": "TEXT", "request_id": "TEXT", "dedupe_ke
 _SCHEMA: Final = """
 CREATE UNIQUE INDEX IF NOT EXISTS turns_dedupe ON turns (dedupe_key) WHERE dedupe_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS turns_request ON turns (provider, request_id) WHERE request_id IS NOT NULL;
+-- Looking for a client's report of an ingested call must not scan the ingested rows around it.
+CREATE INDEX IF NOT EXISTS turns_client_at ON turns (provider, at)
+    WHERE coalesce(source, 'client') = 'client';
 CREATE TABLE IF NOT EXISTS ingest_files (
     path TEXT PRIMARY KEY,
     dev INTEGER NOT NULL,
@@ -123,13 +126,14 @@ def _client_twin(conn: sqlite3.Connection, t: StoredTurn) -> bool:
         if hit is not None:
             return True
     hit = conn.execute(
-        "SELECT 1 FROM turns WHERE at >= ? AND at <= ? AND provider = ? AND model = ? "
+        "SELECT 1 FROM turns WHERE coalesce(source, 'client') = 'client' AND provider = ? "
+        "AND at >= ? AND at <= ? AND model = ? "
         "AND input_tokens = ? AND output_tokens = ? AND cache_read_tokens = ? AND cache_write_tokens = ? "
-        "AND coalesce(source, 'client') = 'client' LIMIT 1",
+        "LIMIT 1",
         (
+            t.provider,
             (t.at - MATCH_WINDOW).isoformat(),
             (t.at + MATCH_WINDOW).isoformat(),
-            t.provider,
             t.model,
             t.input_tokens,
             t.output_tokens,
@@ -165,6 +169,15 @@ def commit_ingest(
     duplicates = updated = 0
     conn.execute("BEGIN")
     try:
+        # Most machines have no client reporting what a harness also logs: look only where one does.
+        clients = {
+            provider
+            for provider in {row.turn.provider for row in rows}
+            if conn.execute(
+                "SELECT 1 FROM turns WHERE coalesce(source, 'client') = 'client' AND provider = ? LIMIT 1",
+                (provider,),
+            ).fetchone()
+        }
         for row in rows:
             t = row.turn
             held = conn.execute(
@@ -191,7 +204,7 @@ def commit_ingest(
                 else:
                     duplicates += 1
                 continue
-            if _client_twin(conn, t):
+            if t.provider in clients and _client_twin(conn, t):
                 duplicates += 1
                 continue
             t.id = next_id
