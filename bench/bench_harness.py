@@ -116,6 +116,11 @@ def bench_statusline(runs: int) -> None:
     daemon = Daemon(root)
     daemon.start()
     stdin = payload()
+    # As installed: bytecode compiled once (pip does it at install), whatever PYTHONDONTWRITEBYTECODE
+    # says in this shell; kept out of the source tree.
+    daemon.env.pop("PYTHONDONTWRITEBYTECODE", None)
+    daemon.env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+    subprocess.run([bhoga, "statusline"], input=stdin, env=daemon.env, capture_output=True, check=True)
     floor: list[float] = []
     up: list[float] = []
     down: list[float] = []

@@ -211,9 +211,9 @@ class Scanner:
         for f, offset, context in sorted(work, key=lambda w: w[0].mtime_ns):
             while True:
                 try:
-                    parsed = await anyio.to_thread.run_sync(
-                        read_batch, f, offset, context, self.cfg.batch_bytes
-                    )
+                    # Reading, parsing and pricing all run in a worker thread: a batch is hundreds
+                    # of calls, and the event loop must stay free to answer requests meanwhile.
+                    parsed, rows = await anyio.to_thread.run_sync(self._prepare, f, offset, context)
                 except OSError as exc:
                     log.info("log file not readable now", path=f.path, error=exc.strerror)
                     break
@@ -229,7 +229,7 @@ class Scanner:
                     mtime_ns=f.mtime_ns,
                     context=parsed.context,
                 )
-                await self._commit([self._row(f.source, c) for c in parsed.calls], [mark], [], parsed.limits)
+                await self._commit(rows, [mark], [], parsed.limits)
                 self.status.bytes_read += done
                 self.status.bytes_pending = max(0, self.status.bytes_pending - done)
                 offset, context = parsed.offset, parsed.context
@@ -239,6 +239,18 @@ class Scanner:
         self.status.scanning = False
         self.status.bytes_pending = 0
         self.status.last_scan_at = keeper.clock()
+
+    def _prepare(self, f: Seen, offset: int, context: bytes | None) -> tuple[Parsed, list[harness.IngestRow]]:
+        """Read a batch and turn its calls into priced ledger rows, one per call (blocking)."""
+        parsed = read_batch(f, offset, context, self.cfg.batch_bytes)
+        # Within a batch, one reading per call: the one with the most tokens (a streamed message).
+        best: dict[str, harness.IngestRow] = {}
+        for call in parsed.calls:
+            row = self._row(f.source, call)
+            held = best.get(row.dedupe_key)
+            if held is None or _tokens(row.turn) > _tokens(held.turn):
+                best[row.dedupe_key] = row
+        return parsed, list(best.values())
 
     def _row(self, source: TurnSource, call: claude.ClaudeCall | codex.CodexCall) -> harness.IngestRow:
         cfg = self.cfg
@@ -277,18 +289,12 @@ class Scanner:
         limits: list[claude.LimitHit],
     ) -> None:
         keeper = self.keeper
-        # Within a batch, one reading per call: the one with the most tokens (a streamed message).
-        best: dict[str, harness.IngestRow] = {}
-        for row in rows:
-            held = best.get(row.dedupe_key)
-            if held is None or _tokens(row.turn) > _tokens(held.turn):
-                best[row.dedupe_key] = row
         # Ids come from the daemon's counter before the thread runs, so client turns never collide.
         first = keeper.next_turn_id
-        keeper.next_turn_id += len(best)
+        keeper.next_turn_id += len(rows)
         result = await anyio.to_thread.run_sync(
             keeper.store.read,
-            lambda conn: harness.commit_ingest(conn, list(best.values()), marks, gone, first),
+            lambda conn: harness.commit_ingest(conn, rows, marks, gone, first),
             limiter=keeper.writer.limiter,
         )
         for m in marks:
