@@ -140,6 +140,9 @@ def test_one_machine_polls_the_account_and_all_show_its_numbers(
     status = daemons[2].cli("status")
     assert "via " in status.stdout or "[oauth," in status.stdout
     assert "shared state: " in status.stdout and "other machines:" in status.stdout
+    doctor = daemons[0].cli("doctor", "--json")
+    shared = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "shared state")
+    assert shared["status"] == "pass" and "server-1" in shared["detail"], shared
 
 
 def test_another_machine_takes_over_polling_when_the_holder_dies(
@@ -219,6 +222,8 @@ def test_an_unreachable_server_changes_nothing_local_and_reconnecting_counts_not
         for router in (ra, rb, rc):
             assert best(router) == "claude_code"
         assert "UNREACHABLE" in c.cli("status").stdout
+        doctor = c.cli("doctor")
+        assert "shared state" in doctor.stdout and "unreachable" in doctor.stdout
         # Meanwhile: a 429 on A, and $3 more on C.
         ra.record_turn("claude_code", OPUS, status_code=429, headers={"retry-after": "600"}, wait=True)
         spend(rc, 3.0)

@@ -1,8 +1,9 @@
 """The server-side merges, as Lua scripts: each runs atomically on the server, so two machines that
 write at once can never interleave a read and a write of the same key.
 
-The rules are the local ones (see ``records.py``), written once more in Lua because they must run
-where the data is; ``tests/integration/test_shared_state.py`` holds the two to the same behaviour.
+The rules are stated in ``records.py``. They must run where the data is, so they are written in Lua;
+``tests/integration/test_shared_merge.py`` checks on a real server that any order of the same
+writes leaves the same state.
 """
 
 from __future__ import annotations
