@@ -83,8 +83,12 @@ def account_of(ctx: Context) -> str | None:
     The quota is the organisation's (a Max plan is a one-person organisation), so two logins of one
     organisation, on one machine or several, are one quota. No request is made: Claude Code wrote it.
     """
-    env_dir = ctx.env_value("CLAUDE_CONFIG_DIR")
-    path = Path(env_dir).expanduser() / ".claude.json" if env_dir else ctx.home / ".claude.json"
+    # With a config directory of its own (a second login), the file lives inside it; the default
+    # login keeps it in the home directory, beside ~/.claude rather than in it.
+    configured = ctx.path_option("config_dir") or (
+        Path(env_dir).expanduser() if (env_dir := ctx.env_value("CLAUDE_CONFIG_DIR")) else None
+    )
+    path = configured / ".claude.json" if configured is not None else ctx.home / ".claude.json"
     try:
         with path.open("rb") as f:
             data = msgspec.json.decode(f.read(_ACCOUNT_FILE_MAX + 1))
