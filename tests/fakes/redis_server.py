@@ -27,9 +27,10 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, root: Path, binary: str) -> None:
+    def __init__(self, root: Path, binary: str, password: str | None = None) -> None:
         self.root = root
         self.binary = binary
+        self.password = password
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -59,6 +60,7 @@ class RedisServer:
                 str(self.root),
                 "--protected-mode",
                 "yes",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=log,
             stderr=log,
@@ -71,7 +73,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 time.sleep(0.02)

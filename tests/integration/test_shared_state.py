@@ -272,3 +272,29 @@ def test_nothing_secret_reaches_the_server(
     assert b"claude_code" in dump or ACCOUNT.encode() in dump  # the test reads what was written
     for planted in (CLAUDE_TOKEN, API_KEY, "planted-session-name"):
         assert planted.encode() not in dump, planted
+
+
+def test_a_password_comes_from_the_environment_and_never_shows(
+    make_daemon: Any, tmp_root: Path, claude: FakeServer
+) -> None:
+    binary = server_binary()
+    assert binary is not None
+    secret = "PLANTED-redis-password-0000"
+    server = RedisServer(tmp_root / "redis-auth", binary, password=secret)
+    server.start()
+    try:
+        cfg = config(server, claude, "laptop", "") + "  password_env: BHOGA_TEST_SHARED_PASSWORD\n"
+        right: DaemonProcess = make_daemon(config=cfg, env={"BHOGA_TEST_SHARED_PASSWORD": secret})
+        wrong: DaemonProcess = make_daemon(config=cfg, env={"BHOGA_TEST_SHARED_PASSWORD": "not-it"})
+        with right.router() as r, wrong.router() as w:
+            until(lambda: r.status().shared.connected, "the right password connects")
+            until(lambda: w.status().shared.last_error is not None, "the wrong one is refused", 5.0)
+            shared = w.status().shared
+            assert shared is not None and not shared.connected
+        status = wrong.cli("status").stdout + wrong.cli("doctor").stdout
+        assert "UNREACHABLE" in status
+        for d in (right, wrong):
+            assert secret not in d.log_text() and "not-it" not in d.log_text()
+        assert secret not in status and "not-it" not in status
+    finally:
+        server.stop()
