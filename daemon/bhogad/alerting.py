@@ -82,10 +82,13 @@ class AlertEngine:
         self._hooks_running = 0
         self.hooks_dropped = 0
         self.fired = 0
-        keeper.watchers.append(self._on_change)
+        keeper.observers.append(self)
 
-    def _on_change(self, pid: str) -> None:
-        self._dirty.set()
+    def quota_changed(self, pid: str, cause: str) -> None:
+        self._dirty.set()  # evaluated shortly, once for a burst of changes
+
+    def turn_recorded(self, pid: str) -> None:
+        pass  # a turn that changes a window also reports quota_changed
 
     async def load(self) -> None:
         store = self.keeper.store
