@@ -174,3 +174,32 @@ def test_a_limit_reached_line_sets_a_cooldown(make_daemon: Any) -> None:
         q = router.quotas()["claude_code:*"]
     assert q.cooldown_until is not None and int(q.cooldown_until.timestamp()) == until
     assert "usage limit" in (q.cooldown_reason or "")
+
+
+def test_changes_are_noticed_without_waiting_for_the_slow_poll(make_daemon: Any) -> None:
+    """With inotify (Linux) a new session folder and its appended lines are read within seconds, though
+    the slow poll is an hour away."""
+    daemon: DaemonProcess = make_daemon("ingest: {interval_s: 3600}\n", start=False)
+    projects = daemon.home / ".claude" / "projects"
+    projects.mkdir(parents=True)
+    daemon.start()
+    src = HARNESS / "claude" / "projects" / "-home-dev-proj" / "3f1c2d4e-0000-4000-8000-000000000001.jsonl"
+    lines = src.read_bytes().splitlines(keepends=True)
+    time.sleep(1.0)  # the first pass has run and is waiting
+    # A new project folder, written at once (as Claude Code does), before anything watches it.
+    folder = projects / "-home-dev-new"
+    folder.mkdir()
+    target = folder / "s.jsonl"
+    with target.open("wb") as f:
+        f.writelines(lines[:3])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(turns(daemon)) < 1:
+        time.sleep(0.1)
+    assert [t.request_id for t in turns(daemon)] == ["req_01A"]
+    with target.open("ab") as f:
+        f.writelines(lines[3:])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(turns(daemon)) < 3:
+        time.sleep(0.1)
+    assert sorted(t.request_id or "" for t in turns(daemon)) == ["req_01A", "req_01B", "req_01C"]
+    assert next(t for t in turns(daemon) if t.request_id == "req_01A").output_tokens == 431

@@ -9,7 +9,8 @@ there, committed in the same transaction as the calls read up to that offset. Ea
 * reads at most ``batch_bytes`` at a time, up to the last complete line (a half-written last line is
   left for the next pass), parses in a worker thread, commits, and yields before the next batch, so a
   first scan of a year of logs runs in the background while requests are answered;
-* then sleeps ``ingest.interval_s`` (a slow poll; the folders' files only ever grow).
+* then waits for a change notification (inotify, ``watch.py``; a burst of appends settles first) or
+  ``ingest.interval_s`` (the slow poll, which alone finds everything where there is no inotify).
 
 Progress is published as ``QuotaKeeper.ingest_status`` (``daemon.status``).
 """
@@ -32,6 +33,7 @@ from bhoga.protocol import IngestStatus, StoredTurn, TurnSource
 from bhogad.config import IngestConfig
 from bhogad.domain.keeper import QuotaKeeper
 from bhogad.ingest import claude, codex
+from bhogad.ingest.watch import Watcher
 from bhogad.storage import harness
 
 log = structlog.get_logger("bhogad.ingest")
@@ -39,6 +41,8 @@ log = structlog.get_logger("bhogad.ingest")
 #: A line longer than this is not a call record (nor a line we can hold): it is skipped whole.
 MAX_LINE: Final = 8 << 20
 _LONGEST_LIMIT: Final = timedelta(days=8)
+#: After a change notification, how long appends may go on before the pass that reads them.
+_SETTLE_S: Final = 0.3
 _context_encoder = msgspec.json.Encoder()
 _context_decoder = msgspec.json.Decoder(codex.Context)
 
@@ -83,10 +87,18 @@ class Seen:
 
 def list_files(folders: list[Root]) -> list[Seen]:
     """Every log file under the folders that exist, with its identity (blocking)."""
+    return list_tree(folders)[0]
+
+
+def list_tree(folders: list[Root]) -> tuple[list[Seen], list[Path]]:
+    """Every log file under the folders that exist, and every folder there (to watch; blocking)."""
     seen: dict[str, Seen] = {}
+    dirs: list[Path] = []
     for root in folders:
         if not root.path.is_dir():
             continue
+        dirs.append(root.path)
+        dirs.extend(p for p in _walk(root.path, "*") if p.is_dir())
         for path in _walk(root.path, root.pattern):
             try:
                 st = path.stat()
@@ -94,12 +106,12 @@ def list_files(folders: list[Root]) -> list[Seen]:
                 continue  # deleted meanwhile
             key = str(path)
             seen.setdefault(key, Seen(key, root.source, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
-    return list(seen.values())
+    return list(seen.values()), dirs
 
 
 def _walk(top: Path, pattern: str) -> Iterator[Path]:
     try:
-        yield from (p for p in top.rglob(pattern) if p.is_file())
+        yield from (p for p in top.rglob(pattern) if pattern == "*" or p.is_file())
     except OSError:
         return
 
@@ -177,23 +189,47 @@ class Scanner:
         self.marks = await anyio.to_thread.run_sync(
             keeper.store.read, harness.load_marks, limiter=keeper.writer.limiter
         )
+        watcher = Watcher.create()
+        try:
+            await self._loop(watcher)
+        finally:
+            if watcher is not None:
+                watcher.close()
+
+    async def _loop(self, watcher: Watcher | None) -> None:
+        keeper = self.keeper
+        first = True
         while True:
+            again = False
             folders = roots(self.cfg, self.env, self.home)
             self.status.sources = sorted({r.source.value for r in folders if r.path.is_dir()})
             keeper.ingest_status = self.status if folders else None
             if folders:
                 try:
-                    await self.scan(folders)
+                    dirs = await self.scan(folders)
+                    self.status.last_error = None
+                    if watcher is not None:
+                        # A folder watched only now may have got files after this pass listed it
+                        # (a project folder is created and written at once): look once more.
+                        again = watcher.watch(dirs) > 0 and not first
                 except Exception as exc:  # one bad pass must not end ingest for good
                     self.status.last_error = f"{type(exc).__name__}: {exc}"
                     log.error("ingest pass failed", error=self.status.last_error)
             if self.on_pass is not None:
                 self.on_pass()
-            await anyio.sleep(self.cfg.interval_s)
+            first = False
+            if again:
+                await anyio.sleep(_SETTLE_S)
+            elif watcher is None:
+                await anyio.sleep(self.cfg.interval_s)
+            elif await watcher.wait(self.cfg.interval_s):
+                # A harness writes a line at a time: let a burst of appends settle into one pass.
+                await anyio.sleep(_SETTLE_S)
 
-    async def scan(self, folders: list[Root]) -> None:
+    async def scan(self, folders: list[Root]) -> list[Path]:
+        """One pass; returns the folders it saw (to watch)."""
         keeper = self.keeper
-        files = await anyio.to_thread.run_sync(list_files, folders)
+        files, dirs = await anyio.to_thread.run_sync(list_tree, folders)
         present = {f.path for f in files}
         gone = [p for p in self.marks if p not in present]
         work: list[tuple[Seen, int, bytes | None]] = []
@@ -239,6 +275,7 @@ class Scanner:
         self.status.scanning = False
         self.status.bytes_pending = 0
         self.status.last_scan_at = keeper.clock()
+        return dirs
 
     def _prepare(self, f: Seen, offset: int, context: bytes | None) -> tuple[Parsed, list[harness.IngestRow]]:
         """Read a batch and turn its calls into priced ledger rows, one per call (blocking)."""
