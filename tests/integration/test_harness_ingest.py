@@ -203,3 +203,47 @@ def test_changes_are_noticed_without_waiting_for_the_slow_poll(make_daemon: Any)
         time.sleep(0.1)
     assert sorted(t.request_id or "" for t in turns(daemon)) == ["req_01A", "req_01B", "req_01C"]
     assert next(t for t in turns(daemon) if t.request_id == "req_01A").output_tokens == 431
+
+
+def test_a_client_reporting_after_the_log_was_read_replaces_the_log_row(make_daemon: Any) -> None:
+    daemon: DaemonProcess = make_daemon(FAST, start=False)
+    projects, _ = plant(daemon.home)
+    daemon.start()
+    settled(daemon)
+    assert by_source(daemon)["claude-code/claude-code-log"] == 6
+    with daemon.router() as router:
+        # msg_01D by request id; msg_01E by its model, tokens and time (no request id).
+        router.call(
+            "turns.record",
+            {
+                "provider": "claude_code",
+                "model": "claude-opus-4-7",
+                "input_tokens": 4,
+                "output_tokens": 88,
+                "cache_read_tokens": 22000,
+                "cache_write_tokens": 300,
+                "request_id": "req_01D",
+                "agent": "wrapper",
+            },
+        )
+        router.record_turn(
+            "claude_code",
+            "claude-sonnet-4-6",
+            10,
+            20,
+            {},
+            200,
+            at=datetime(2026, 9, 24, 14, 2, 40, tzinfo=UTC),
+            agent="wrapper",
+            wait=True,
+        )
+    assert by_source(daemon) == {"claude-code/claude-code-log": 4, "codex/codex-log": 7, "wrapper/client": 2}
+    assert status(daemon).turns_stored == 13
+    # The logs read again from the start (rewritten): still once.
+    for path in projects.rglob("*.jsonl"):
+        data = path.read_bytes()
+        path.unlink()
+        path.write_bytes(data)
+    daemon.restart()
+    settled(daemon)
+    assert by_source(daemon) == {"claude-code/claude-code-log": 4, "codex/codex-log": 7, "wrapper/client": 2}

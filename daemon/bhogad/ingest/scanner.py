@@ -338,6 +338,8 @@ class Scanner:
             self.marks[m.path] = m
         for p in gone:
             self.marks.pop(p, None)
+        if result.inserted:
+            keeper.store.log_rows = True  # from now on a client's report may repeat one of these
         keeper.ingested(result.inserted)
         self.status.turns_ingested += len(result.inserted)
         self.status.duplicates += result.duplicates

@@ -144,6 +144,45 @@ def _client_twin(conn: sqlite3.Connection, t: StoredTurn) -> bool:
     return hit is not None
 
 
+def has_log_rows(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM turns WHERE dedupe_key IS NOT NULL LIMIT 1").fetchone() is not None
+
+
+def drop_log_twins(conn: sqlite3.Connection, turns: Sequence[StoredTurn]) -> int:
+    """Remove ingested rows that client-reported ``turns`` describe again; returns how many.
+
+    The client's row wins (it names the agent). Should the log be read again, its line finds the
+    client's row and is skipped (``_client_twin``), so the call stays counted once.
+    """
+    dropped = 0
+    for t in turns:
+        if t.request_id is not None:
+            cur = conn.execute(
+                "DELETE FROM turns WHERE provider = ? AND request_id = ? AND dedupe_key IS NOT NULL",
+                (t.provider, t.request_id),
+            )
+            if cur.rowcount:
+                dropped += cur.rowcount
+                continue
+        cur = conn.execute(
+            "DELETE FROM turns WHERE id = (SELECT id FROM turns WHERE at >= ? AND at <= ? "
+            "AND dedupe_key IS NOT NULL AND provider = ? AND model = ? AND input_tokens = ? "
+            "AND output_tokens = ? AND cache_read_tokens = ? AND cache_write_tokens = ? LIMIT 1)",
+            (
+                (t.at - MATCH_WINDOW).isoformat(),
+                (t.at + MATCH_WINDOW).isoformat(),
+                t.provider,
+                t.model,
+                t.input_tokens,
+                t.output_tokens,
+                t.cache_read_tokens,
+                t.cache_write_tokens,
+            ),
+        )
+        dropped += max(0, cur.rowcount)
+    return dropped
+
+
 _INSERT: Final = (
     "INSERT INTO turns (id, at, provider, model, input_tokens, output_tokens, cache_read_tokens, "
     "cache_write_tokens, status_code, session, agent, latency_ms, cost_usd, pricing, billed, source, "

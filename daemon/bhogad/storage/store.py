@@ -119,6 +119,10 @@ class Store:
         self.path = path
         #: Where an unusable store was moved at open and why, for the log, ``daemon.status`` and doctor.
         self.quarantine = quarantine
+        #: Whether the ledger holds calls read from harness logs (only then can a client's turn
+        #: repeat one), and how many such rows a client's report replaced.
+        self.log_rows = harness.has_log_rows(conn)
+        self.twins_dropped = 0
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -227,12 +231,16 @@ class Store:
     def commit(self, turns: Iterable[StoredTurn], providers: Iterable[tuple[str, bytes]]) -> None:
         """Write a batch in one transaction: all of it is stored, or none of it."""
         conn = self._conn
+        turns = list(turns)
         conn.execute("BEGIN")
         try:
             conn.executemany(
                 f"INSERT INTO turns ({_TURN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [_row_from_turn(t) for t in turns],
             )
+            if self.log_rows and turns:
+                # A harness's log line read before its client reported the same call: one row stays.
+                self.twins_dropped += harness.drop_log_twins(conn, turns)
             conn.executemany(
                 "INSERT OR REPLACE INTO providers (id, record) VALUES (?, ?)",
                 list(providers),
