@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hypothesis import given, settings, strategies as st
@@ -231,3 +232,59 @@ def test_read_batch_skips_a_line_longer_than_a_batch(tmp_path: Path) -> None:
     assert first.offset == 20000 + 11 and not first.calls
     second = read_batch(seen, first.offset, None, 4096)
     assert [c.dedupe_key for c in second.calls] == ["claude:msg_01B:req_01B"]
+
+
+def test_claude_one_hour_cache_writes_are_read() -> None:
+    line = {
+        "type": "assistant",
+        "timestamp": "2026-09-24T11:30:04Z",
+        "requestId": "r",
+        "message": {
+            "id": "m",
+            "model": "claude-opus-4-7",
+            "usage": {
+                "input_tokens": 1,
+                "output_tokens": 1,
+                "cache_creation_input_tokens": 3000,
+                "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000},
+            },
+        },
+    }
+    call = claude.parse_line(json.dumps(line).encode())
+    assert isinstance(call, claude.ClaudeCall)
+    assert (call.cache_write_tokens, call.cache_write_1h_tokens) == (3000, 2000)
+
+
+def test_one_hour_cache_writes_are_priced_at_twice_input(tmp_path: Path) -> None:
+    from bhogad import config
+    from bhogad.domain.keeper import QuotaKeeper
+    from bhogad.ingest.scanner import Scanner
+    from bhogad.storage.store import Store
+
+    store = Store.open(tmp_path / "state")
+    try:
+        keeper = QuotaKeeper(config.build(), store)
+        scanner = Scanner(keeper, {}, tmp_path)
+        base = dict(
+            dedupe_key="k",
+            at=datetime(2026, 9, 24, 11, 30, tzinfo=UTC),
+            model="claude-opus-4-5",
+            input_tokens=0,
+            output_tokens=0,
+            cache_read_tokens=0,
+            cache_write_tokens=1_000_000,
+            session=None,
+            request_id=None,
+            cost_usd=None,
+        )
+        five = scanner._row(TurnSource.CLAUDE_CODE_LOG, claude.ClaudeCall(**base)).turn  # type: ignore[arg-type]
+        hour = scanner._row(
+            TurnSource.CLAUDE_CODE_LOG,
+            claude.ClaudeCall(**base, cache_write_1h_tokens=1_000_000),  # type: ignore[arg-type]
+        ).turn
+        # Opus 4.5: $5 input, so a million 5-minute writes cost $6.25 and 1-hour writes $10.
+        assert five.cost_usd is not None and abs(five.cost_usd - 6.25) < 1e-9
+        assert hour.cost_usd is not None and abs(hour.cost_usd - 10.0) < 1e-9
+        assert hour.pricing is not None and "1-hour" in hour.pricing
+    finally:
+        store.close()

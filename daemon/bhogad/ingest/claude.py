@@ -22,11 +22,17 @@ MAX_TOKENS: Final = 1_000_000_000
 _LIMIT: Final = re.compile(rb"usage limit reached\|(\d{9,11})")
 
 
+class _CacheCreation(msgspec.Struct):
+    ephemeral_5m_input_tokens: int | None = None
+    ephemeral_1h_input_tokens: int | None = None
+
+
 class _Usage(msgspec.Struct):
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    cache_creation: _CacheCreation | None = None
 
 
 class _Message(msgspec.Struct):
@@ -54,6 +60,8 @@ class ClaudeCall(msgspec.Struct, kw_only=True, frozen=True):
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
+    #: The part of ``cache_write_tokens`` written with the 1-hour TTL (2x input, not 1.25x).
+    cache_write_1h_tokens: int = 0
     session: str | None
     request_id: str | None
     cost_usd: float | None
@@ -105,6 +113,9 @@ def parse_line(line: bytes) -> ClaudeCall | LimitHit | None:
     if any(c is None for c in counts):
         return None
     inp, out, cread, cwrite = (c or 0 for c in counts)
+    one_hour = 0
+    if usage.cache_creation is not None:
+        one_hour = min(cwrite, _count(usage.cache_creation.ephemeral_1h_input_tokens) or 0)
     if message.id and entry.requestId:
         key = f"claude:{message.id[:200]}:{entry.requestId[:200]}"
     elif entry.uuid:
@@ -120,6 +131,7 @@ def parse_line(line: bytes) -> ClaudeCall | LimitHit | None:
         output_tokens=out,
         cache_read_tokens=cread,
         cache_write_tokens=cwrite,
+        cache_write_1h_tokens=one_hour,
         session=entry.sessionId[:200] if entry.sessionId else None,
         request_id=entry.requestId[:256] if entry.requestId else None,
         cost_usd=cost,

@@ -298,6 +298,14 @@ class Scanner:
             provider, cache_write, reported, request_id = cfg.codex_provider, 0, None, None
         tokens = (call.input_tokens, call.output_tokens, call.cache_read_tokens, cache_write)
         cost, pricing, billed = self.keeper.price(provider, call.model, tokens, reported)
+        one_hour = call.cache_write_1h_tokens if isinstance(call, claude.ClaudeCall) else 0
+        if one_hour and cost is not None and reported is None:
+            # Prices carry the 5-minute cache-write rate (1.25x input); a 1-hour write costs 2x, i.e.
+            # 1.6 times that. The split is only known here, from the transcript.
+            extra, _, _ = self.keeper.price(provider, call.model, (0, 0, 0, one_hour), None)
+            if extra:
+                cost += extra * (2.0 / 1.25 - 1.0)
+                pricing = f"{pricing}; 1-hour cache writes at 2x input"
         turn = StoredTurn(
             id=0,
             at=call.at,
