@@ -34,7 +34,11 @@ def settings_path(explicit: str | None = None) -> Path:
 def our_command() -> str:
     """``bhoga statusline`` by absolute path when bhoga is installed, so Claude Code's PATH does not
     matter."""
-    found = shutil.which("bhoga")
+    running = Path(sys.argv[0])
+    if running.name == "bhoga" and running.is_file():
+        found: str | None = str(running.absolute())  # the bhoga being run now, wherever it lives
+    else:
+        found = shutil.which("bhoga")
     return f"{shlex.quote(found)} statusline" if found else "bhoga statusline"
 
 
