@@ -245,6 +245,20 @@ class Scanner:
         if gone:
             await self._commit([], [], gone, [])
         for f, offset, context in sorted(work, key=lambda w: w[0].mtime_ns):
+            held = self.marks.get(f.path)
+            if offset == 0 and held is not None and (held.offset, held.ino, held.dev) != (0, f.ino, f.dev):
+                # Truncated or replaced: remember that now, even if no complete line is there yet;
+                # else a file regrown past the old offset before the next pass would look appended.
+                reset = harness.FileMark(
+                    path=f.path,
+                    dev=f.dev,
+                    ino=f.ino,
+                    offset=0,
+                    size=f.size,
+                    mtime_ns=f.mtime_ns,
+                    context=None,
+                )
+                await self._commit([], [reset], [], [])
             while True:
                 try:
                     # Reading, parsing and pricing all run in a worker thread: a batch is hundreds
