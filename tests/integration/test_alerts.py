@@ -142,3 +142,33 @@ def _sleepers(script: Path) -> list[str]:
             if str(script).encode() in cmd:
                 found.append(pid)
     return found
+
+
+def test_bhoga_alerts_shows_each_alert_on_the_desktop(make_daemon: Any, tmp_root: Path) -> None:
+    bin_dir = tmp_root / "bin"
+    bin_dir.mkdir()
+    shown = tmp_root / "shown.txt"
+    # A notify-send on PATH that records its arguments, one per line, then a separator.
+    hook(bin_dir, "notify-send", f'for a in "$@"; do echo "$a" >> {shown}; done\necho --- >> {shown}\n')
+    daemon: DaemonProcess = make_daemon("alerts: {projected: false}\n")
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "bhoga", "alerts"],
+        env={**daemon.env, "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)  # subscribed
+        statusline(daemon, 100)
+        assert watcher.stdout is not None
+        line = watcher.stdout.readline()
+        assert "threshold" in line and "claude_code 'burst' is used up" in line
+        wait_for(lambda: "---" in lines(shown))
+        args = lines(shown)
+        assert args[:3] == ["--app-name=bhoga", "--urgency=critical", "bhoga: claude_code"]
+        assert args[3].startswith("claude_code 'burst' is used up")
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+        if watcher.stdout is not None:
+            watcher.stdout.close()
