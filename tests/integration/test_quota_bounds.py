@@ -8,13 +8,16 @@ a restart) and a ``retry-after`` decades ahead (which once cooled a provider for
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from bhoga.errors import InvalidParams
 from bhoga.quota.values import LONGEST_WINDOW
 from tests.conftest import DaemonProcess
+from tests.fakes.http_server import Reply, serving
 
 MODEL = "claude-opus-4"
 
@@ -78,3 +81,33 @@ def test_a_retry_after_decades_ahead_does_not_cool_for_decades(daemon: DaemonPro
         assert again is not None and again <= datetime.now(UTC) + LONGEST_WINDOW
     status = daemon.cli("status")
     assert status.returncode == 0, status.stderr
+
+
+def test_a_provider_answer_out_of_range_is_a_poll_failure_with_a_reason(make_daemon: Any) -> None:
+    """OpenRouter's ``usage_monthly: 1e308`` over ``limit: 1e-300`` once became an infinite percent
+    that went on the wire as ``null``: ``bhoga status`` printed a traceback and ``Router.quotas()``
+    raised. Now the poll fails, saying why, and the rest of the answer stands."""
+    with serving() as openrouter:
+        openrouter.route(
+            "/api/v1/key",
+            Reply(body=b'{"data": {"limit": 1e-300, "usage_monthly": 1e308, "limit_reset": "monthly"}}'),
+        )
+        openrouter.route("/api/v1/credits", {"data": {"total_credits": 10, "total_usage": 4}})
+        d: DaemonProcess = make_daemon(
+            config=f"providers:\n  openrouter:\n    base_url: {openrouter.url}/api/v1\n",
+            env={"OPENROUTER_API_KEY": "sk-or-v1-fixture"},
+        )
+        with d.router() as router:
+            deadline = time.monotonic() + 20
+            while router.quotas()["openrouter:*"].last_poll_at is None:
+                assert time.monotonic() < deadline, "openrouter was never polled"
+                time.sleep(0.1)
+            q = router.quotas()["openrouter:*"]
+            assert "out of range" in (q.last_poll_error or "") and "percent used inf" in (
+                q.last_poll_error or ""
+            )
+            assert set(q.windows) == {"credits"} and q.windows["credits"].pct_used == 40.0
+        status = d.cli("status")
+        assert status.returncode == 0, status.stderr
+        assert "out of range" in status.stdout
+        assert "sk-or-v1-fixture" not in status.stdout + d.log_text()

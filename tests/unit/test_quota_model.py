@@ -23,7 +23,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from structlog.testing import capture_logs
 
-from bhoga.protocol import ProviderQuota, ProviderStatus, QuotaWindow, Source, Turn, WindowKind
+from bhoga.protocol import (
+    ProviderQuota,
+    ProviderStatus,
+    QuotaWindow,
+    SetQuotaParams,
+    Source,
+    Turn,
+    WindowKind,
+)
 from bhoga.quota import model
 from bhoga.quota.headers import calibrate, mark_throttled, read_response, refresh_status
 from bhoga.quota.values import (
@@ -455,3 +463,35 @@ def test_any_stored_record_repairs_into_one_every_reader_can_use(
         q = provider_quota(p, CFG.providers[PID], CFG, then, "gpt-5")
         msgspec.json.decode(msgspec.json.encode(q), type=ProviderQuota)
         assert model.standing(list(q.windows.values()), q.cooldown_until, q.cooldown_reason, then)
+
+
+@pytest.mark.parametrize(
+    ("resets_at", "refused"),
+    [
+        (datetime(9999, 12, 30, tzinfo=UTC), True),
+        (NOW + RESET_HORIZON + timedelta(minutes=1), True),
+        (datetime(1999, 12, 31, tzinfo=UTC), True),
+        (NOW + timedelta(days=30), False),
+        (NOW - timedelta(hours=1), False),  # already past: the window counts as reset
+    ],
+)
+def test_set_quota_resets_at_is_bounded(store_dir: Path, resets_at: datetime, refused: bool) -> None:
+    field: list[str | None] = [None]
+
+    async def main() -> None:
+        store = Store.open(store_dir)
+        try:
+            keeper = QuotaKeeper(CFG, store, lambda: NOW)
+            keeper.load()
+            try:
+                keeper.set_quota(
+                    SetQuotaParams(provider="claude_code", pct_remaining=50, resets_at=resets_at)
+                )
+            except InvalidInput as exc:
+                field[0] = str((exc.data or {}).get("field"))
+            await keeper.writer.flush()
+        finally:
+            store.close()
+
+    anyio.run(main)
+    assert field[0] == ("resets_at" if refused else None)

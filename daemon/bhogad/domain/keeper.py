@@ -267,7 +267,9 @@ class QuotaKeeper:
     def apply_poll(self, pid: str, result: PollResult) -> Ticket:
         p = self.provider(pid)
         apply_poll(p, result)
-        # Out-of-range values in the answer turn a poll into a failure (apply_poll says why).
+        if p.last_poll_error != result.error:
+            # Out-of-range values in the answer turned the poll into a failure; apply_poll says why.
+            log.warning("provider answer out of range", provider=pid, error=p.last_poll_error)
         self.metrics.count_poll(pid, p.last_poll_error is None)
         self.changed(pid, "poll")
         return self.writer.submit(dirty=(pid,))
