@@ -208,6 +208,15 @@ def epoch(value: object) -> datetime | None:
     return _from_epoch(seconds / 1000.0 if seconds >= _EPOCH_MS_FLOOR else seconds)
 
 
+def unix_time(value: object, *, millis: bool = False) -> datetime | None:
+    """A time in unix seconds (or milliseconds) for a field whose unit is fixed, such as a token's
+    expiry; zero, negative, unrepresentable and garbage values are ``None``."""
+    n = number(value)
+    if n is None or n <= 0:
+        return None
+    return _from_epoch(n / 1000.0 if millis else n)
+
+
 def iso_datetime(value: object) -> datetime | None:
     """RFC 3339 / ISO 8601 with or without fractional seconds, ``Z``/``z`` or an offset, or a bare
     date (midnight); naive values are UTC."""
