@@ -311,7 +311,7 @@ class QuotaKeeper:
             return
         changed = merge_windows(p, windows)
         if cooldown is not None and cooldown[0] > self.clock():
-            changed = extend_cooldown(p, *cooldown) or changed
+            changed = extend_cooldown(p, *cooldown, self.clock()) or changed
         if (p.peer_flow_per_h, p.peer_consumed) != (peer_flow_per_h, peer_consumed):
             p.peer_flow_per_h, p.peer_consumed = peer_flow_per_h, peer_consumed
             self.version += 1  # pace ranks with the fleet's burn; nothing a subscriber shows
