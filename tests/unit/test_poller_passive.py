@@ -32,7 +32,8 @@ def test_a_fresh_statusline_reading_holds_off_the_poll(claude: FakeServer, tmp_p
         assert daemon.quota("claude_code").windows["burst"].source == "statusline"
         # A poll interval later (by the daemon's clock) the endpoint is asked again.
         clock.now += timedelta(seconds=3)
-        await until(lambda: len(claude.to(USAGE)) == 1, within=10)
-        assert daemon.quota("claude_code").windows["burst"].source == "oauth"
+        # (The request reaches the fake server before its answer reaches the keeper: wait for that.)
+        await until(lambda: daemon.quota("claude_code").windows["burst"].source == "oauth", within=10)
+        assert len(claude.to(USAGE)) == 1
 
     run(tmp_path, only("claude_code", base_url=claude.url, poll_interval_s=2.0), env, body, clock)

@@ -17,8 +17,8 @@ from typing import Final
 
 import msgspec
 
-#: A single count above this is not a real reading (no context holds a billion tokens).
-MAX_TOKENS: Final = 1_000_000_000
+from bhoga.quota.values import MAX_TOKENS
+
 _LIMIT: Final = re.compile(rb"usage limit reached\|(\d{9,11})")
 
 

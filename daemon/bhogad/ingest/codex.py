@@ -23,7 +23,7 @@ from typing import Final
 
 import msgspec
 
-MAX_TOKENS: Final = 1_000_000_000
+from bhoga.quota.values import MAX_TOKENS
 
 
 class Context(msgspec.Struct, kw_only=True):
