@@ -100,3 +100,27 @@ def test_a_daemon_that_does_not_answer_costs_at_most_the_timeout(make_daemon: An
         assert out.returncode == 0 and re.fullmatch(r"opus 4\.7 · 5h 37% \(1h5\dm\) · wk 61%\n", out.stdout)
     finally:
         mute.close()
+
+
+def test_quota_report_refuses_bad_windows_whole(daemon: DaemonProcess) -> None:
+    from bhoga import InvalidParams
+
+    good = {"name": "burst", "pct_used": 10.0, "source": "statusline"}
+    bad_cases = [
+        [good, {"name": "weekly", "pct_used": 1e300}],
+        [good, {"name": "weekly", "pct_used": 5.0, "resets_at": "2999-01-01T00:00:00Z"}],
+        [good, {"name": "weekly", "pct_used": 5.0, "updated_at": "2999-01-01T00:00:00Z"}],
+        [good, {"name": "", "pct_used": 5.0}],
+        [dict(good, scope=f"s{i}") for i in range(100)],
+    ]
+    with daemon.router() as router:
+        for windows in bad_cases:
+            try:
+                router.call("quota.report", {"provider": "claude_code", "windows": windows})
+            except InvalidParams as exc:
+                assert exc.data.get("field") == "windows"
+            else:
+                raise AssertionError(f"accepted {windows[-1]}")
+        assert router.quotas()["claude_code:*"].windows == {}  # nothing of a refused report is kept
+        q = router.call("quota.report", {"provider": "claude_code", "windows": [good]})
+        assert q["windows"]["burst"]["source"] == "statusline"
