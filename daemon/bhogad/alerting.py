@@ -38,6 +38,7 @@ def rules_of(cfg: AlertsConfig) -> alerts.AlertRules:
     return alerts.AlertRules(
         thresholds=tuple(sorted(set(cfg.thresholds))),
         projected=cfg.projected,
+        projected_from_pct=cfg.projected_from_pct,
         cooldowns=cfg.cooldowns,
         resets=cfg.resets,
         unavailable=cfg.unavailable,

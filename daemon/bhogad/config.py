@@ -127,6 +127,8 @@ class AlertsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )
     #: "Projected to run out before its reset", from the pace projection; once per episode.
     projected: bool = True
+    #: ... but only once a window is this much used: early on, a few calls make any pace look fatal.
+    projected_from_pct: Annotated[float, msgspec.Meta(ge=0, le=100)] = 40.0
     cooldowns: bool = True
     resets: bool = True
     unavailable: bool = True

@@ -89,6 +89,8 @@ def test_projected_exhaustion_once_per_episode() -> None:
     s = AlertState()
     risky = {("claude_code", "burst"): Outlook(lasts=False, empty_in_h=1.5)}
     fine = {("claude_code", "burst"): Outlook(lasts=True, empty_in_h=9.0)}
+    s, a = step(s, quota(10), T0 - timedelta(minutes=5), risky)
+    assert a == []  # too early in the window to say
     s, a = step(s, quota(40), T0, risky)
     assert kinds(a) == [("projected_exhaustion", None)] and "1.5 h" in a[0].message
     s, a = step(s, quota(45), T0 + timedelta(minutes=5), risky)

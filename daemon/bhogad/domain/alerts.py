@@ -40,6 +40,8 @@ _FORGET_AFTER: Final = timedelta(days=62)
 class AlertRules(msgspec.Struct, kw_only=True, frozen=True):
     thresholds: tuple[float, ...] = (80.0, 95.0, 100.0)
     projected: bool = True
+    #: Early in a window a few calls make any average burn look fatal; say nothing below this use.
+    projected_from_pct: float = 40.0
     cooldowns: bool = True
     resets: bool = True
     unavailable: bool = True
@@ -182,7 +184,7 @@ def _window(
         if outlook.lasts:
             if wid in st.at_risk:
                 st.at_risk.remove(wid)  # re-armed: a reading says it will last
-        elif wid not in st.at_risk:
+        elif wid not in st.at_risk and w.pct_used >= rules.projected_from_pct:
             st.at_risk.append(wid)
             eta = f" in about {outlook.empty_in_h:.1f} h" if outlook.empty_in_h is not None else ""
             fire(
