@@ -154,3 +154,19 @@ def test_install_refuses_a_file_it_cannot_read(tmp_path: Path) -> None:
     err = io.StringIO()
     assert statusline_install.main(["--install", "--settings", str(path)], io.StringIO(), err) == 1
     assert "nothing changed" in err.getvalue() and path.read_text() == "{not json"
+
+
+def test_doctor_says_whether_the_statusline_is_installed(tmp_path: Path) -> None:
+    from bhoga.cli.doctor import check_statusline
+
+    settings = tmp_path / ".claude" / "settings.json"
+    assert check_statusline(settings) is None  # no Claude Code here: nothing to say
+    settings.parent.mkdir()
+    missing = check_statusline(settings)
+    assert missing is not None and missing.status == "info" and "--install" in (missing.fix or "")
+    statusline_install.main(["--install", "--settings", str(settings)], io.StringIO())
+    installed = check_statusline(settings)
+    assert installed is not None and installed.status == "pass"
+    settings.write_text("{oops")
+    broken = check_statusline(settings)
+    assert broken is not None and broken.status == "warn"

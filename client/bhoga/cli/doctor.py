@@ -22,9 +22,18 @@ from pathlib import Path
 from typing import TextIO
 
 from bhoga import paths
+from bhoga.cli import statusline_install
 from bhoga.client import Router
 from bhoga.errors import BhogaError, DaemonNotRunning
-from bhoga.protocol import PROTOCOL_VERSION, DaemonStatus, Hello, ProviderKind, ProviderQuota, SharedStatus
+from bhoga.protocol import (
+    PROTOCOL_VERSION,
+    DaemonStatus,
+    Hello,
+    IngestStatus,
+    ProviderKind,
+    ProviderQuota,
+    SharedStatus,
+)
 from bhoga.service import units
 
 PASS, WARN, FAIL, INFO = "pass", "warn", "fail", "info"
@@ -236,6 +245,40 @@ def check_shared(shared: SharedStatus | None, now: datetime) -> Check | None:
     return Check(name, PASS, detail)
 
 
+def check_ingest(ingest: IngestStatus | None) -> Check | None:
+    """Whether the harness logs (Claude Code transcripts, Codex rollouts) are being read."""
+    if ingest is None or not ingest.sources:
+        return None
+    name = "harness logs"
+    what = f"{', '.join(ingest.sources)}: {ingest.files} files"
+    if ingest.last_error:
+        return Check(name, WARN, f"{what}; the last pass failed: {ingest.last_error}", "see the daemon's log")
+    if ingest.scanning:
+        return Check(name, INFO, f"{what}; reading, {ingest.bytes_pending / 1e6:.1f} MB to go")
+    return Check(name, PASS, f"{what}, read up to date")
+
+
+def check_statusline(settings: Path) -> Check | None:
+    """Whether Claude Code's statusline passes its quota readings to bhoga (only where Claude Code is)."""
+    if not settings.parent.is_dir():
+        return None
+    name = "claude statusline"
+    try:
+        data = json.loads(settings.read_text(encoding="utf-8")) if settings.exists() else {}
+    except (OSError, ValueError) as exc:
+        return Check(name, WARN, f"{settings} is not JSON: {exc}", "fix it: Claude Code reads it too")
+    entry = data.get("statusLine") if isinstance(data, dict) else None
+    command = entry.get("command") if isinstance(entry, dict) else None
+    if isinstance(command, str) and statusline_install.is_ours(command):
+        return Check(name, PASS, f"Claude Code runs `{command}`")
+    return Check(
+        name,
+        INFO,
+        "Claude Code's statusline does not run bhoga, so its quota readings are not passed on",
+        "bhoga statusline --install (--chain keeps a statusline you already have)",
+    )
+
+
 def daemon_checks(router: Router, now: datetime) -> tuple[list[Check], DaemonStatus | None]:
     try:
         hello = router.hello()
@@ -272,6 +315,9 @@ def daemon_checks(router: Router, now: datetime) -> tuple[list[Check], DaemonSta
     shared = check_shared(status.shared, now)
     if shared is not None:
         checks.append(shared)
+    ingest = check_ingest(status.ingest)
+    if ingest is not None:
+        checks.append(ingest)
     if not any(q.available for q in quotas):
         checks.append(
             Check(
@@ -295,6 +341,9 @@ def run_checks(router: Router) -> list[Check]:
     # The running daemon's config is the one that matters; without a daemon, the one it would read.
     config = Path(status.config_path) if status is not None and status.config_path else paths.config_path()
     checks.append(check_config(config))
+    statusline = check_statusline(statusline_install.settings_path())
+    if statusline is not None:
+        checks.append(statusline)
     return checks
 
 
