@@ -18,6 +18,7 @@ Progress is published as ``QuotaKeeper.ingest_status`` (``daemon.status``).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,6 +42,9 @@ log = structlog.get_logger("bhogad.ingest")
 #: A line longer than this is not a call record (nor a line we can hold): it is skipped whole.
 MAX_LINE: Final = 8 << 20
 _LONGEST_LIMIT: Final = timedelta(days=8)
+#: Parsing runs in a worker thread but holds the GIL; the event loop would wait up to the interpreter's
+#: switch interval (5 ms) to answer a request. Every this many lines the worker lets it go.
+_YIELD_EVERY: Final = 32
 #: After a change notification, how long appends may go on before the pass that reads them.
 _SETTLE_S: Final = 0.3
 _context_encoder = msgspec.json.Encoder()
@@ -148,7 +152,9 @@ def read_batch(seen: Seen, offset: int, context: bytes | None, batch_bytes: int)
     calls: list[claude.ClaudeCall | codex.CodexCall] = []
     limits: list[claude.LimitHit] = []
     if seen.source is TurnSource.CLAUDE_CODE_LOG:
-        for line in chunk.splitlines():
+        for n, line in enumerate(chunk.splitlines(), 1):
+            if n % _YIELD_EVERY == 0:
+                time.sleep(0)  # hand the GIL to the event loop if it is waiting (see _YIELD_EVERY)
             item = claude.parse_line(line)
             if isinstance(item, claude.ClaudeCall):
                 calls.append(item)
@@ -161,7 +167,9 @@ def read_batch(seen: Seen, offset: int, context: bytes | None, batch_bytes: int)
             ctx = _context_decoder.decode(context)
         except msgspec.DecodeError:
             ctx = codex.Context()
-    for line in chunk.splitlines():
+    for n, line in enumerate(chunk.splitlines(), 1):
+        if n % _YIELD_EVERY == 0:
+            time.sleep(0)
         call = codex.parse_line(line, ctx)
         if call is not None:
             calls.append(call)
@@ -296,7 +304,9 @@ class Scanner:
         parsed = read_batch(f, offset, context, self.cfg.batch_bytes)
         # Within a batch, one reading per call: the one with the most tokens (a streamed message).
         best: dict[str, harness.IngestRow] = {}
-        for call in parsed.calls:
+        for n, call in enumerate(parsed.calls, 1):
+            if n % _YIELD_EVERY == 0:
+                time.sleep(0)  # as in read_batch: pricing holds the GIL too
             row = self._row(f.source, call)
             held = best.get(row.dedupe_key)
             if held is None or _tokens(row.turn) > _tokens(held.turn):
