@@ -124,3 +124,14 @@ def test_quota_report_refuses_bad_windows_whole(daemon: DaemonProcess) -> None:
         assert router.quotas()["claude_code:*"].windows == {}  # nothing of a refused report is kept
         q = router.call("quota.report", {"provider": "claude_code", "windows": [good]})
         assert q["windows"]["burst"]["source"] == "statusline"
+
+
+def test_a_chained_statusline_follows_on_the_same_line(make_daemon: Any, tmp_root: Path) -> None:
+    daemon: DaemonProcess = make_daemon(start=False)
+    other = tmp_root / "other.sh"
+    # The statusline the user had: it reads the same JSON from stdin.
+    script = 'import json, sys; print("cwd=" + json.load(sys.stdin)["cwd"])'
+    other.write_text(f"#!/bin/sh\npython3 -c '{script}'\n")
+    other.chmod(0o755)
+    out = daemon.cli("statusline", "--chain-to", str(other), input=payload("api-key.json"))
+    assert (out.returncode, out.stdout) == (0, "sonnet 4.6 │ cwd=/home/dev/proj\n")
