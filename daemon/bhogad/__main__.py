@@ -9,7 +9,7 @@ import anyio
 
 from bhoga import paths
 from bhogad import __version__, config as config_mod
-from bhogad.app import App, Options, StartupError
+from bhogad.app import App, EarlyHangup, Options, StartupError
 from bhogad.observability import logsetup
 from bhogad.service.lock import AlreadyRunning
 
@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # First of all: a SIGHUP while we read the config must not kill us (its default action).
+    early = EarlyHangup().install()
     args = parse_args(argv)
     logsetup.configure(args.log_level, args.log_json)
     config_path = paths.config_path(args.config)
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         state_dir=paths.state_dir(args.state),
     )
     try:
-        anyio.run(App(opts, cfg).run)
+        anyio.run(App(opts, cfg, early).run)
     except AlreadyRunning as exc:
         print(f"bhogad: already running on {opts.socket_path} (pid {exc.pid})", file=sys.stderr)
         return 0
