@@ -177,3 +177,33 @@ def test_sighup_from_the_moment_the_socket_exists_reloads_and_never_kills(make_d
     assert d.proc.poll() is None
     assert "config reloaded" in d.log_text()
     assert d.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"providers:\n  claud_code:\n    priority: 2\n", ":2: providers.claud_code: unknown provider"),
+        (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", ":1: nested more than 32 levels deep"),
+        (b"routing:\n  strategy: pace # \xff\n", ":2: not UTF-8"),
+        (b"server:\n  metrics_port: 99999\n", ":2: server.metrics_port"),
+        (
+            b"routing:\n  families:\n    google: [gemini_api]\n",
+            ":3: routing.families.google.0: unknown provider",
+        ),
+    ],
+)
+def test_check_config_exits_2_with_the_key_and_line_and_no_traceback(
+    make_daemon: Any, text: bytes, expected: str
+) -> None:
+    d: DaemonProcess = make_daemon(start=False)
+    d.config.write_bytes(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "bhogad", "--check-config"],
+        env=d.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"bhogad: config error: {d.config}{expected}" in done.stderr
+    assert "Traceback" not in done.stderr
