@@ -9,9 +9,9 @@ window for it — unlimited is not "0 % used". ``base_url`` defaults to ``https:
 from __future__ import annotations
 
 import calendar
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -22,6 +22,10 @@ from bhogad.discovery.providers.api_keys import detect
 from bhogad.discovery.providers.base import Context, Kind, PollFailure, Refusal, Refusals, ShapeError
 from bhogad.discovery.providers.http import fetch_usage
 from bhogad.domain.state import Availability, PollResult
+
+T = TypeVar("T")
+#: What a 4xx from an endpoint means for this driver (see ``fetch_usage``).
+Refused = Callable[[int], Refusal | None]
 
 _PERIODS: Final = {"daily": 1440, "weekly": WEEKLY_MIN, "monthly": MONTHLY_MIN}
 
@@ -129,30 +133,26 @@ class OpenRouterDriver:
                 kind=Kind.PROTOCOL,
             )
 
-        windows: list[QuotaWindow] = []
-        try:
-            info = await fetch_usage(
+        async def get(path: str, what: str, parse: Callable[[Any, datetime], T], refused: Refused) -> T:
+            return await fetch_usage(
                 ctx,
-                base + "/key",
+                base + path,
                 token=key,
                 headers=headers,
-                what="the OpenRouter key endpoint",
-                parse=parse_key,
+                what=what,
+                parse=parse,
                 refusals=self._refusals,
-                refused=key_refused,
+                refused=refused,
             )
+
+        windows: list[QuotaWindow] = []
+        try:
+            info = await get("/key", "the OpenRouter key endpoint", parse_key, key_refused)
             if info.window is not None:
                 windows.append(info.window)
             try:
-                credits = await fetch_usage(
-                    ctx,
-                    base + "/credits",
-                    token=key,
-                    headers=headers,
-                    what="the OpenRouter credits endpoint",
-                    parse=parse_credits,
-                    refusals=self._refusals,
-                    refused=lambda status: None,
+                credits = await get(
+                    "/credits", "the OpenRouter credits endpoint", parse_credits, lambda status: None
                 )
             except PollFailure as exc:
                 # Some keys may not read the account balance; the key limit still stands alone.
