@@ -213,7 +213,23 @@ def _invalid(exc: msgspec.ValidationError, prefix: tuple[str, ...] = ()) -> Inva
     unknown = re.fullmatch(r"Object contains unknown field `([^`]+)`", reason)
     if unknown:
         return Invalid((*path, unknown.group(1)), "unknown key")
+    bad_choice = re.fullmatch(r"Invalid enum value (.+)", reason)
+    if bad_choice and path and path[-1] in _CHOICES:
+        choices = ", ".join(c.value for c in _CHOICES[path[-1]])
+        return Invalid(path, f"unknown {path[-1]} {bad_choice.group(1)}; choose one of {choices}")
     return Invalid(path, reason[:1].lower() + reason[1:])
+
+
+#: The closed sets a config key may name, so an error can list the choices.
+_CHOICES: Final[dict[str, type[StrEnum]]] = {
+    "strategy": StrategyName,
+    "synchronous": Synchronous,
+    "kind": ProviderKind,
+    "driver": driver_options.DriverName,
+    "keychain": driver_options.Keychain,
+    "app_server": driver_options.Toggle,
+    "rollout": driver_options.Toggle,
+}
 
 
 def _convert(value: Any, typ: Any, path: tuple[str, ...]) -> Any:
