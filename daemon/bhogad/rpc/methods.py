@@ -98,6 +98,7 @@ def build(
             turns_stored=daemon.turns_stored,
             providers_available=sum(q.available for q in daemon.quotas()),
             strategy=daemon.cfg.routing.strategy,
+            shared=daemon.shared.status() if daemon.shared is not None else None,
         )
 
     def best_for(params: ModelParams, call: Call) -> RouterRecommendation | None:

@@ -134,7 +134,10 @@ class Context:
         error: str | None = None,
         kind: PollKind = PollKind.OK,
         not_before: datetime | None = None,
+        account: str | None = None,
     ) -> PollResult:
+        """``account`` is whose quota this is (``chatgpt:<account id>``), from what the provider or
+        its CLI says, never from a secret: providers with one account share one quota."""
         return PollResult(
             at=self.now(),
             availability=availability,
@@ -142,6 +145,7 @@ class Context:
             error=error,
             kind=kind,
             not_before=not_before,
+            account=account,
         )
 
     def unavailable(self, reason: str) -> PollResult:

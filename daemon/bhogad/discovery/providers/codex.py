@@ -184,7 +184,10 @@ class CodexDriver:
         if "balance" in reading.credits:
             avail.reason += f"; credits balance {reading.credits['balance']}"
         error = f"{attempts.summary()}; showing numbers from {source}" if attempts.failures else None
-        return ctx.result(avail, reading.windows, error=error, not_before=attempts.not_before)
+        account = f"chatgpt:{auth.account_id}" if auth is not None and auth.account_id else None
+        return ctx.result(
+            avail, reading.windows, error=error, not_before=attempts.not_before, account=account
+        )
 
     async def _from_endpoint(
         self, ctx: Context, auth: CodexAuth, config: CodexConfig, now: datetime, attempts: _Attempts
