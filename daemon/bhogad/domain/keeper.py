@@ -13,13 +13,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
+import anyio
 import msgspec
 import structlog
 
-from bhoga import codec
 from bhoga.protocol import (
-    QUOTA_CHANGED,
-    ErrorCode,
+    ListTurnsParams,
     ProviderKind,
     ProviderQuota,
     QuotaChanged,
@@ -29,6 +28,8 @@ from bhoga.protocol import (
     SharedStatus,
     StoredTurn,
     Turn,
+    UsageParams,
+    UsageSummary,
 )
 from bhoga.quota.headers import read_response
 from bhoga.quota.values import (
@@ -40,7 +41,8 @@ from bhoga.quota.values import (
 )
 from bhogad.config import Config
 from bhogad.discovery.providers import api_keys
-from bhogad.domain import budgets, pricing, routing
+from bhogad.domain import budgets, pricing, routing, usage
+from bhogad.domain.errors import InvalidInput, OutOfRange, StorageFailed, UnknownProvider
 from bhogad.domain.state import (
     PollResult,
     ProviderState,
@@ -55,20 +57,12 @@ from bhogad.domain.state import (
     signature,
 )
 from bhogad.observability.metrics import Metrics
-from bhogad.rpc.dispatch import RpcError
 from bhogad.storage.store import Store
 from bhogad.storage.writer import Ticket, Writer
 
 log = structlog.get_logger("bhogad.domain.keeper")
 
 _PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-
-
-class InvalidInput(RpcError):
-    """Arguments that are well-formed JSON but wrong for the operation; ``kind`` is stable."""
-
-    def __init__(self, kind: str, message: str, **data: object) -> None:
-        super().__init__(ErrorCode.INVALID_PARAMS, message, kind, **data)
 
 
 def utcnow() -> datetime:
@@ -87,21 +81,40 @@ class SharedLink(Protocol):
     def status(self) -> SharedStatus: ...
 
 
-class Subscriber(Protocol):
-    """A connection that asked for ``quota.changed`` events. It must never block the daemon."""
+class EventSink(Protocol):
+    """Where ``quota.changed`` events go (the RPC layer encodes and fans them out).
 
-    def offer(self, line: bytes) -> None: ...
+    ``len()`` is how many are listening: with nobody, no event is even built.
+    """
+
+    def __len__(self) -> int: ...
+
+    def publish(self, event: QuotaChanged) -> None: ...
+
+
+class _Nobody:
+    def __len__(self) -> int:
+        return 0
+
+    def publish(self, event: QuotaChanged) -> None:
+        pass
 
 
 class QuotaKeeper:
-    def __init__(self, cfg: Config, store: Store, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        clock: Callable[[], datetime] = utcnow,
+        events: EventSink | None = None,
+    ) -> None:
         self.cfg = cfg
         self.store = store
         self.clock = clock
         self.providers: dict[str, ProviderState] = {}
         self.next_turn_id = 1
         self.writer = Writer(store, self.providers.get)
-        self.subscribers: set[Subscriber] = set()
+        self.events: EventSink = events if events is not None else _Nobody()
         self._signatures: dict[str, tuple[object, ...]] = {}
         #: Bumped on every change of state or config; cached rankings from older versions are void.
         self.version = 0
@@ -146,12 +159,7 @@ class QuotaKeeper:
             return p
         if pid in self.cfg.providers:
             return self.providers.setdefault(pid, new_provider(pid))
-        raise InvalidInput(
-            "unknown_provider",
-            f"unknown provider {pid!r}; known: {', '.join(sorted(self.cfg.providers))} "
-            "(add others under `providers:` in config.yaml)",
-            known=sorted(self.cfg.providers),
-        )
+        raise UnknownProvider(pid, sorted(self.cfg.providers))
 
     def detect_keys(self, environ: Mapping[str, str]) -> None:
         """API-key providers are available when the daemon can see a key (the poller re-checks)."""
@@ -272,13 +280,13 @@ class QuotaKeeper:
     def set_quota(self, params: SetQuotaParams) -> tuple[ProviderQuota, Ticket]:
         for name, value in (("pct_remaining", params.pct_remaining), ("weekly_pct", params.weekly_pct)):
             if value is not None and not 0.0 <= value <= 100.0:
-                raise InvalidInput("out_of_range", f"{name} must be 0–100, got {value}", field=name)
+                raise OutOfRange(name, f"{name} must be 0–100, got {value}")
         if params.resets_at is not None:
             if params.resets_at.tzinfo is None:
                 params.resets_at = params.resets_at.replace(tzinfo=UTC)
             problem = time_problem(params.resets_at, self.clock(), ahead=RESET_HORIZON)
             if problem is not None:
-                raise InvalidInput("out_of_range", f"resets_at {problem}", field="resets_at")
+                raise OutOfRange("resets_at", f"resets_at {problem}")
         p = self.provider(params.provider)
         pcfg = self.cfg.providers.get(params.provider)
         kind = pcfg.kind if pcfg else ProviderKind.API_KEY
@@ -295,6 +303,33 @@ class QuotaKeeper:
         self.metrics.count_poll(pid, p.last_poll_error is None)
         self.changed(pid, "poll")
         return self.writer.submit(dirty=(pid,))
+
+    # -- the ledger -----------------------------------------------------------------------------
+
+    async def list_turns(self, params: ListTurnsParams) -> list[StoredTurn]:
+        """Stored turns after ``after_id``, oldest first, including every turn acknowledged so far."""
+        if not 1 <= params.limit <= 10_000:
+            raise OutOfRange("limit", "limit must be 1–10000")
+        # Wait for pending writes first, so a caller reads its own acknowledged turns.
+        await durable(self.writer.submit())
+        return await anyio.to_thread.run_sync(
+            self.store.list_turns,
+            params.after_id,
+            params.limit,
+            params.session,
+            params.agent,
+            limiter=self.writer.limiter,
+        )
+
+    async def usage(self, params: UsageParams) -> UsageSummary:
+        """Tokens and spend over the requested period, grouped as asked (``BadPeriod`` if empty)."""
+        since, until = usage.resolve_period(params, self.clock())
+        await durable(self.writer.submit())  # a caller's own acknowledged turns are counted
+        return await anyio.to_thread.run_sync(
+            self.store.read,
+            lambda conn: usage.summarise(conn, since, until, params.group_by),
+            limiter=self.writer.limiter,
+        )
 
     def merge_shared(
         self,
@@ -331,16 +366,21 @@ class QuotaKeeper:
         self.version += 1
         for observer in self.observers:
             observer.quota_changed(pid, cause)
-        if not self.subscribers:
+        if not len(self.events):
             return
         quota = self.quota(pid)
         sig = signature(quota)
         if self._signatures.get(pid) == sig:
             return
         self._signatures[pid] = sig
-        line = codec.notification_line(QUOTA_CHANGED, QuotaChanged(provider=pid, cause=cause, quota=quota))
-        for subscriber in self.subscribers:
-            subscriber.offer(line)
+        self.events.publish(QuotaChanged(provider=pid, cause=cause, quota=quota))
+
+
+async def durable(ticket: Ticket) -> None:
+    """Wait until the change behind ``ticket`` is committed; ``StorageFailed`` if it never will be."""
+    await ticket.wait()
+    if ticket.error is not None:
+        raise StorageFailed(ticket.error)
 
 
 def _named_scope(w: QuotaWindow, names: dict[str, str]) -> QuotaWindow:
@@ -362,25 +402,19 @@ def _check_turn(turn: Turn, now: datetime) -> None:
         raise InvalidInput("invalid_model", "model must be a non-empty string")
     for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
         if not 0 <= getattr(turn, name) <= MAX_TOKENS:
-            raise InvalidInput("out_of_range", f"{name} must be 0–{MAX_TOKENS:,}", field=name)
+            raise OutOfRange(name, f"{name} must be 0–{MAX_TOKENS:,}")
     if not 0 <= turn.status_code <= 999:
-        raise InvalidInput(
-            "out_of_range", "status_code must be an HTTP status (0 for no response)", field="status_code"
-        )
+        raise OutOfRange("status_code", "status_code must be an HTTP status (0 for no response)")
     if turn.cost_usd is not None and not 0.0 <= turn.cost_usd < 1e6:
-        raise InvalidInput(
-            "out_of_range", "cost_usd must be a non-negative number of US dollars", field="cost_usd"
-        )
+        raise OutOfRange("cost_usd", "cost_usd must be a non-negative number of US dollars")
     if turn.latency_ms is not None and not 0.0 <= turn.latency_ms <= _MAX_LATENCY_MS:
-        raise InvalidInput(
-            "out_of_range", "latency_ms must be 0 to one day in milliseconds", field="latency_ms"
-        )
+        raise OutOfRange("latency_ms", "latency_ms must be 0 to one day in milliseconds")
     if turn.at is not None:
         # A turn from the future would be the newest evidence of everything until then, and dates
         # near year 9999 overflow every later computation that adds a duration to them.
         problem = time_problem(turn.at, now, ahead=CLOCK_SKEW)
         if problem is not None:
-            raise InvalidInput("out_of_range", f"at {problem}", field="at")
+            raise OutOfRange("at", f"at {problem}")
 
 
 #: A call that took longer than a day did not happen as reported.

@@ -15,6 +15,7 @@ Two rules shape the model:
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime, timedelta
 
 import msgspec
@@ -103,14 +104,36 @@ class ProviderState(msgspec.Struct, kw_only=True):
     peer_consumed: int = 0
 
 
+class PollKind(enum.Enum):
+    """How a poll ended, which decides when the poller tries again."""
+
+    #: Numbers were read: poll again after the normal interval.
+    OK = "ok"
+    #: Nothing was sent (not signed in, token expired or refused before): re-read local state soon,
+    #: since that is cheap and a login must take effect quickly.
+    LOCAL = "local"
+    #: The provider answered 429: wait at least five minutes, longer when it says so.
+    RATE_LIMITED = "rate_limited"
+    #: Timeouts, refused connections, 5xx: back off exponentially.
+    TRANSIENT = "transient"
+    #: An answer we cannot use (not JSON, wrong shape, unexpected 4xx): back off exponentially.
+    PROTOCOL = "protocol"
+
+
 class PollResult(msgspec.Struct, kw_only=True):
-    """What one discovery run of one provider found."""
+    """What one discovery run of one provider found (a driver's answer, folded in by ``apply_poll``)."""
 
     at: datetime
     availability: Availability
     windows: list[QuotaWindow] = msgspec.field(default_factory=list)
     #: Why the poll failed, in words a person can act on ("token expired — run `claude`"); None if ok.
     error: str | None = None
+    #: For the poller's schedule only; the state ignores it.
+    kind: PollKind = PollKind.OK
+    #: The provider asked us not to come back before this (a 429 with or without ``retry-after``).
+    not_before: datetime | None = None
+    #: Whose quota this is (``chatgpt:<account id>``), from what the provider or its CLI says, never
+    #: from a secret: providers with one account share one quota, across machines too.
     account: str | None = None
 
 

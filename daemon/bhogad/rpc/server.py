@@ -27,7 +27,7 @@ import structlog
 from bhoga.codec import LineReader, LineTooLong, notification_line
 from bhoga.protocol import ErrorCode
 from bhogad.config import ServerConfig
-from bhogad.domain.keeper import QuotaKeeper
+from bhogad.rpc.clients import Clients
 from bhogad.rpc.dispatch import Dispatcher, error
 from bhogad.rpc.peercred import peer_ids
 
@@ -145,7 +145,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         if self.subscribed:
-            self.server.daemon.subscribers.discard(self)
+            self.server.clients.unsubscribe(self)
         for handle in (self._timer, self._write_stall):
             if handle is not None:
                 handle.cancel()
@@ -269,20 +269,12 @@ class Connection(asyncio.Protocol):
 
 
 class Server:
-    def __init__(
-        self,
-        daemon: QuotaKeeper,
-        dispatcher: Dispatcher,
-        limits: ServerConfig,
-        socket_path: Path,
-        config_path: Path | None,
-    ) -> None:
-        self.daemon = daemon
+    def __init__(self, clients: Clients, dispatcher: Dispatcher, limits: ServerConfig) -> None:
+        self.clients = clients
         self.dispatcher = dispatcher
         self.limits = limits
-        self.socket_path = socket_path
-        self.config_path = config_path
-        self.connections: set[Connection] = set()
+        #: The same set as ``clients.connections``: the method table counts what the server holds.
+        self.connections: set[Connection] = clients.connections
         self.stopping = False
         self.uid = os.getuid()
         self._listener: asyncio.Server | None = None
@@ -303,11 +295,6 @@ class Server:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)  # keep a reference: the loop holds tasks only weakly
         task.add_done_callback(self._tasks.discard)
-
-    def subscribe(self, conn: Any) -> None:
-        assert isinstance(conn, Connection)
-        conn.subscribed = True
-        self.daemon.subscribers.add(conn)
 
     # -- stopping --------------------------------------------------------------------------------
 
