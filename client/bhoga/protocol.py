@@ -24,6 +24,10 @@ MAX_LINE_BYTES: Final = 1 << 20
 MAX_REPLY_BYTES: Final = 64 << 20
 #: Most entries in one JSON-RPC batch.
 MAX_BATCH: Final = 64
+#: Deepest nesting of arrays and objects in one line. A request is at most a batch of objects whose
+#: params hold a headers object: five levels. Far deeper input is hostile, and left to the decoder it
+#: would end in a RecursionError instead of an answer.
+MAX_JSON_DEPTH: Final = 32
 
 
 class Method(enum.StrEnum):
