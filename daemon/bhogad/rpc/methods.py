@@ -10,6 +10,8 @@ import anyio
 
 from bhoga.protocol import (
     PROTOCOL_VERSION,
+    ClearCooldownParams,
+    CooldownCleared,
     DaemonStatus,
     ErrorCode,
     Hello,
@@ -133,6 +135,11 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
         await _durable(ticket)
         return quota
 
+    async def clear_cooldown(params: ClearCooldownParams, call: Call) -> CooldownCleared:
+        cleared, ticket = daemon.clear_cooldown(params, getattr(call.conn, "peer_pid", None))
+        await _durable(ticket)
+        return cleared
+
     def list_quotas(params: ProviderFilter, call: Call) -> list[ProviderQuota]:
         return daemon.quotas(params.provider)
 
@@ -169,6 +176,7 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
         Method.SET_QUOTA: MethodSpec(SetQuotaParams, set_quota),
         Method.LIST_QUOTAS: MethodSpec(ProviderFilter, list_quotas),
         Method.SUBSCRIBE: MethodSpec(None, subscribe),
+        Method.CLEAR_COOLDOWN: MethodSpec(ClearCooldownParams, clear_cooldown),
     }
     if refresh is not None:
         table[Method.REFRESH] = MethodSpec(ProviderFilter, refresh_quotas)
