@@ -104,10 +104,14 @@ def after(start: datetime, value: object) -> datetime | None:
         return None
 
 
+#: No provider has a window longer than a year; a longer "window" would overflow date arithmetic.
+MAX_WINDOW_MIN: Final = 366 * 24 * 60
+
+
 def minutes(value: object) -> int | None:
-    """A whole, positive number of minutes."""
+    """A whole, positive number of minutes, a year at most."""
     n = number(value)
-    if n is None or n <= 0 or n != int(n):
+    if n is None or n <= 0 or n != int(n) or n > MAX_WINDOW_MIN:
         return None
     return int(n)
 
@@ -133,6 +137,12 @@ def model_scope(limit_name: object, limit_id: str) -> str:
     return f"limit:{limit_id}"
 
 
+#: Overage above 100 % is real (Copilot shows 101.33 %), but nothing is used a thousand times over.
+MAX_PCT_USED: Final = 100_000.0
+
+
 def clamp_low(pct: float) -> float:
-    """Percent used never goes below zero; above 100 is kept (Copilot overage shows 101.33 %)."""
-    return max(0.0, pct)
+    """Percent used never goes below zero; above 100 is kept (Copilot overage shows 101.33 %), up to
+    a finite bound: a ratio of two finite numbers (1e308 used of a 1e-300 limit) can be infinite,
+    and a NaN or infinity would reach clients as ``null``."""
+    return max(0.0, min(pct, MAX_PCT_USED)) if pct == pct else 0.0
