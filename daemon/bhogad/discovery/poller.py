@@ -37,7 +37,7 @@ from bhoga.protocol import ProviderQuota
 from bhogad.config import ProviderConfig
 from bhogad.discovery.options import recheck_s
 from bhogad.discovery.providers import DRIVERS, driver_name
-from bhogad.discovery.providers.base import Context, Driver, Kind, redact
+from bhogad.discovery.providers.base import Context, Driver, Kind, redact, scrub
 from bhogad.discovery.providers.http import RATE_LIMIT_FLOOR
 from bhogad.domain.keeper import QuotaKeeper
 from bhogad.domain.state import Availability, PollResult
@@ -232,6 +232,9 @@ class ProviderPoller:
                 error=f"reading the quota timed out after {budget:g} s",
                 kind=Kind.TRANSIENT,
             )
+        # The one place every driver's answer passes: nothing it read may carry the credential it
+        # sent onward to the state, the store, the log or a client.
+        outcome = scrub(outcome, ctx.secrets)
         if outcome.error is not None:
             outcome.error = redact(outcome.error, ctx.secrets)
         self.polls += 1

@@ -18,6 +18,8 @@ import msgspec
 import structlog
 
 from bhoga.protocol import (
+    ClearCooldownParams,
+    CooldownCleared,
     ListTurnsParams,
     ProviderKind,
     ProviderQuota,
@@ -48,6 +50,7 @@ from bhogad.domain.state import (
     ProviderState,
     apply_poll,
     apply_turn,
+    clear_cooldown,
     extend_cooldown,
     manual_windows,
     merge_windows,
@@ -293,6 +296,28 @@ class QuotaKeeper:
         merge_windows(p, manual_windows(params, kind, self.clock()))
         self.changed(params.provider, "manual")
         return self.quota(params.provider, params.model), self.writer.submit(dirty=(params.provider,))
+
+    def clear_cooldown(
+        self, params: ClearCooldownParams, peer_pid: int | None = None
+    ) -> tuple[CooldownCleared, Ticket]:
+        """A person lifts a cooldown (``bhoga cooldown clear``); the log keeps who lifted what."""
+        model = params.model.strip()
+        if not model:
+            raise InvalidInput("invalid_model", "model must be a non-empty string (or '*')", field="model")
+        p = self.provider(params.provider)
+        lifted = clear_cooldown(p, model, self.clock())
+        log.info(
+            "cooldown cleared by hand" if lifted else "cooldown clear: nothing was running",
+            provider=params.provider,
+            model=model,
+            lifted=lifted,
+            peer_pid=peer_pid,
+        )
+        self.changed(params.provider, "cooldown_cleared")
+        cleared = CooldownCleared(
+            provider=params.provider, model=model, cleared=lifted, quota=self.quota(params.provider, model)
+        )
+        return cleared, self.writer.submit(dirty=(params.provider,))
 
     def apply_poll(self, pid: str, result: PollResult) -> Ticket:
         p = self.provider(pid)

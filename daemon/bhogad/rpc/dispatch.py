@@ -17,7 +17,7 @@ import msgspec
 import structlog
 
 from bhoga import codec
-from bhoga.protocol import MAX_BATCH, ErrorCode, ErrorObject, IncomingRequest
+from bhoga.protocol import MAX_BATCH, MAX_JSON_DEPTH, ErrorCode, ErrorObject, IncomingRequest
 from bhogad.domain.errors import DomainError
 from bhogad.rpc.errors import RpcError, error_object
 
@@ -112,6 +112,18 @@ class Dispatcher:
         self.observe = observe
 
     def handle_line(self, line: bytes, ctx: Any) -> Outcome:
+        # Both checks cover the whole line once, including what the decoders below skip or keep raw.
+        if not codec.valid_utf8(line):
+            return error(
+                None, ErrorCode.PARSE_ERROR, "parse error: the line is not valid UTF-8", "invalid_utf8"
+            )
+        if codec.nesting_exceeds(line):
+            return error(
+                None,
+                ErrorCode.INVALID_REQUEST,
+                f"invalid request: arrays and objects nested deeper than {MAX_JSON_DEPTH}",
+                "too_deep",
+            )
         try:
             message = _envelope.decode(line)
         except msgspec.ValidationError as exc:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from bhoga.protocol import (
     PROTOCOL_VERSION,
+    ClearCooldownParams,
+    CooldownCleared,
     DaemonStatus,
     ErrorCode,
     Hello,
@@ -129,6 +131,11 @@ def build(
         await durable(ticket)
         return quota
 
+    async def clear_cooldown(params: ClearCooldownParams, call: Call) -> CooldownCleared:
+        cleared, ticket = daemon.clear_cooldown(params, getattr(call.conn, "peer_pid", None))
+        await durable(ticket)
+        return cleared
+
     def list_quotas(params: ProviderFilter, call: Call) -> list[ProviderQuota]:
         return daemon.quotas(params.provider)
 
@@ -157,6 +164,7 @@ def build(
         Method.SET_QUOTA: MethodSpec(SetQuotaParams, set_quota),
         Method.LIST_QUOTAS: MethodSpec(ProviderFilter, list_quotas),
         Method.SUBSCRIBE: MethodSpec(None, subscribe),
+        Method.CLEAR_COOLDOWN: MethodSpec(ClearCooldownParams, clear_cooldown),
     }
     if refresh is not None:
         table[Method.REFRESH] = MethodSpec(ProviderFilter, refresh_quotas)

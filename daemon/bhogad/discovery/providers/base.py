@@ -9,6 +9,7 @@ included — may contain a token: errors pass through :func:`redact` before they
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 import re
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -206,6 +207,79 @@ def redact(message: str, secrets: Iterable[str] = ()) -> str:
         if secret and len(secret) >= 6:
             message = message.replace(secret, "[redacted]")
     return _TOKEN_PATTERNS.sub("[redacted]", message)
+
+
+#: This many characters of a credential in a row count as the credential. Servers echo tokens cut
+#: short (labels and plan names are truncated to 30–80 characters on the way in), so only the whole
+#: token is not enough; no real label shares twelve characters in a row with a token.
+SECRET_FRAGMENT: Final = 12
+
+_T = TypeVar("_T")
+
+
+def scrub_text(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each secret, and every run of ``SECRET_FRAGMENT`` or more of its characters (in
+    any case), replaced by ``[redacted]``; the same object when there was nothing to replace."""
+    for secret in secrets:
+        if len(secret) < 6:
+            continue
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+        n = SECRET_FRAGMENT
+        if len(secret) <= n or len(text) < n:
+            continue
+        # Case-blind: a parser may lower-case what it keeps (a model scope from a display name).
+        folded = secret.lower()
+        pieces = {folded[i : i + n] for i in range(len(folded) - n + 1)}
+        low = text.lower()
+        if len(low) != len(text):  # a few non-ASCII letters change length when lowered
+            low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+        covered = bytearray(len(text))
+        for i in range(len(text) - n + 1):
+            if low[i : i + n] in pieces:
+                covered[i : i + n] = b"\x01" * n
+        if any(covered):
+            out: list[str] = []
+            for i, ch in enumerate(text):
+                if not covered[i]:
+                    out.append(ch)
+                elif i == 0 or not covered[i - 1]:
+                    out.append("[redacted]")
+            text = "".join(out)
+    return text
+
+
+def scrub(value: _T, secrets: Iterable[str]) -> _T:
+    """``value`` (an Outcome, a window, any Struct, list or dict of them) with every string in it
+    passed through :func:`scrub_text`: what a provider sends back may echo the credential of the
+    request it answers, into a label, a plan name or a window's name, and from there it would be
+    stored, logged and shown. Values without a secret in them come back as the same objects."""
+    live = [s for s in secrets if len(s) >= 6]
+    return _scrub(value, live) if live else value
+
+
+def _scrub(value: _T, secrets: list[str]) -> _T:
+    if isinstance(value, enum.Enum):
+        return value  # closed sets (StrEnum members are strings too): nothing a server wrote
+    if isinstance(value, str):
+        return scrub_text(value, secrets)  # type: ignore[return-value]
+    if isinstance(value, msgspec.Struct):
+        changes = {}
+        for f in msgspec.structs.fields(value):
+            held = getattr(value, f.name)
+            clean = _scrub(held, secrets)
+            if clean is not held:
+                changes[f.name] = clean
+        return msgspec.structs.replace(value, **changes) if changes else value
+    if isinstance(value, list):
+        items = [_scrub(v, secrets) for v in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value  # type: ignore[return-value]
+    if isinstance(value, dict):
+        pairs = [(_scrub(k, secrets), _scrub(v, secrets)) for k, v in value.items()]
+        if all(k2 is k and v2 is v for (k2, v2), (k, v) in zip(pairs, value.items(), strict=True)):
+            return value
+        return dict(pairs)  # type: ignore[return-value]
+    return value
 
 
 def fingerprint(token: str) -> str:
