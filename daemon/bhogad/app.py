@@ -28,7 +28,7 @@ from bhoga.paths import check_socket_path_length
 from bhoga.protocol import Method
 from bhogad import config as config_mod
 from bhogad.discovery.poller import Poller
-from bhogad.domain.keeper import QuotaKeeper
+from bhogad.domain.keeper import IDEMPOTENCY_WINDOW_S, QuotaKeeper
 from bhogad.observability import metrics_http
 from bhogad.rpc import methods
 from bhogad.rpc.dispatch import Call, Dispatcher
@@ -36,7 +36,7 @@ from bhogad.rpc.server import Server, bind_unix
 from bhogad.service import listen
 from bhogad.service.lock import UnsafeDirectory, acquire, ensure_private_dir
 from bhogad.service.notify import Notifier
-from bhogad.storage.store import Store
+from bhogad.storage.store import Store, StoreUnavailable
 
 log = structlog.get_logger("bhogad")
 
@@ -111,7 +111,14 @@ class App:
             pass
 
     async def _serve(self, sock: socket.socket) -> None:
-        store = await anyio.to_thread.run_sync(Store.open, self.opts.state_dir, self.cfg.store.synchronous)
+        try:
+            store = await anyio.to_thread.run_sync(
+                Store.open, self.opts.state_dir, self.cfg.store.synchronous
+            )
+        except StoreUnavailable as exc:
+            raise StartupError(str(exc)) from None
+        if store.checked:
+            log.info("checked the state store's integrity", why=store.checked)
         if store.quarantine:
             log.error("the state store could not be used and was moved aside", detail=store.quarantine)
         try:
@@ -128,6 +135,9 @@ class App:
             server.dispatcher = Dispatcher(table, observe=daemon.metrics.observe_rpc)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.writer.run)
+                tg.start_soon(
+                    daemon.writer.maintain, self.cfg.store.keep_turns_days, IDEMPOTENCY_WINDOW_S, daemon.clock
+                )
                 tg.start_soon(poller.run)
                 tg.start_soon(self._watchdog)
                 tg.start_soon(self._signals, server, daemon)

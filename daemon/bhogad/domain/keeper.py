@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
@@ -50,6 +51,10 @@ from bhogad.rpc.dispatch import RpcError
 from bhogad.storage.store import Store
 from bhogad.storage.writer import Ticket, Writer
 
+#: How long an idempotency key is remembered: far longer than any client's retry or a daemon restart.
+IDEMPOTENCY_WINDOW_S = 24 * 3600.0
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+
 log = structlog.get_logger("bhogad.domain.keeper")
 
 _PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -90,6 +95,9 @@ class QuotaKeeper:
         self.started_at = clock()
         self.turns_stored = 0
         self.metrics = Metrics()
+        #: Idempotency key -> (turn id, the ticket of the batch that stores it), within the window.
+        self._keys: dict[str, tuple[int, Ticket | None]] = {}
+        self._key_order: deque[tuple[float, str]] = deque()
 
     def load(self) -> list[str]:
         """Read the store into memory; returns notes about anything that could not be read."""
@@ -97,8 +105,13 @@ class QuotaKeeper:
         self.providers.update(providers)
         self.next_turn_id = self.store.last_turn_id() + 1
         self.turns_stored = self.store.count_turns()
-        # Budgets survive restarts because the ledger is their only record.
+        # Budgets survive restarts because the ledger's rollups are their only record.
         now = self.clock()
+        since = now.timestamp() - IDEMPOTENCY_WINDOW_S
+        for key, turn_id in self.store.recent_keys(since).items():
+            # Expire them as if stored at the window's start: never sooner than they would have.
+            self._keys[key] = (turn_id, None)
+            self._key_order.append((since + IDEMPOTENCY_WINDOW_S, key))
         by_provider, by_agent = self.store.month_spend(budgets.month_start(now))
         self.spend = budgets.Spend(month=budgets.month_of(now), providers=by_provider, agents=by_agent)
         for pid in self.cfg.providers:
@@ -173,10 +186,22 @@ class QuotaKeeper:
         self.cfg = cfg
         self.version += 1
 
-    def record_turn(self, turn: Turn) -> tuple[int, Ticket]:
+    def record_turn(self, turn: Turn) -> tuple[int, Ticket | None]:
+        """Apply a turn and hand it to the writer: its id, and the ticket to wait on before
+        acknowledging (``None``: a repeat of a stored turn, nothing new to wait for)."""
         _check_turn(turn)
-        p = self.provider(turn.provider)
+        key = turn.idempotency_key
         now = self.clock()
+        if key is not None:
+            repeat = self._repeat(key, now.timestamp())
+            if repeat is not None:
+                return repeat
+        p = self.provider(turn.provider)
+        # "No agent" is one value everywhere (the rollups' keys, summaries, budgets).
+        if turn.agent == "":
+            turn.agent = None
+        if turn.session == "":
+            turn.session = None
         if turn.at is not None:
             # The ledger compares times as UTC text; a naive time is taken to be UTC.
             turn.at = turn.at.replace(tzinfo=UTC) if turn.at.tzinfo is None else turn.at.astimezone(UTC)
@@ -230,7 +255,32 @@ class QuotaKeeper:
         )
         self.turns_stored += 1
         self.changed(turn.provider, "turn")
-        return turn_id, self.writer.submit([row], (turn.provider,))
+        if key is None:
+            return turn_id, self.writer.submit([row], (turn.provider,))
+        ticket = self.writer.submit([row], (turn.provider,), {turn_id: (key, turn_id, now.timestamp())})
+        self._keys[key] = (turn_id, ticket)
+        self._key_order.append((now.timestamp() + IDEMPOTENCY_WINDOW_S, key))
+        return turn_id, ticket
+
+    def _repeat(self, key: str, now: float) -> tuple[int, Ticket | None] | None:
+        """The earlier turn sent with ``key``, if it is stored or on its way; ``None`` if it is new.
+
+        A turn whose storing failed is forgotten, so the client's retry stores it."""
+        order = self._key_order
+        while order and order[0][0] <= now:
+            _, old = order.popleft()
+            self._keys.pop(old, None)
+        seen = self._keys.get(key)
+        if seen is None:
+            return None
+        turn_id, ticket = seen
+        if ticket is not None and ticket.done.is_set():
+            if ticket.failure(turn_id) is not None:
+                del self._keys[key]
+                return None
+            self._keys[key] = (turn_id, None)  # stored: drop the batch's ticket
+            ticket = None
+        return seen[0], ticket
 
     def set_quota(self, params: SetQuotaParams) -> tuple[ProviderQuota, Ticket]:
         for name, value in (("pct_remaining", params.pct_remaining), ("weekly_pct", params.weekly_pct)):
@@ -277,6 +327,12 @@ def _named_scope(w: QuotaWindow, names: dict[str, str]) -> QuotaWindow:
 
 
 def _check_turn(turn: Turn) -> None:
+    if turn.idempotency_key is not None and not _IDEMPOTENCY_KEY.match(turn.idempotency_key):
+        raise InvalidInput(
+            "invalid_idempotency_key",
+            "idempotency_key must be 1–128 printable ASCII characters",
+            field="idempotency_key",
+        )
     if not _PROVIDER_ID.match(turn.provider):
         raise InvalidInput("invalid_provider", "provider must be a short id like 'claude_code'")
     if not turn.model.strip():

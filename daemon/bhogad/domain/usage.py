@@ -1,7 +1,7 @@
 """``usage.summary``: spend and tokens from the turn ledger, over a period, grouped as asked.
 
-``resolve_period`` is pure (the clock comes in as ``now``); ``summarise`` runs one SQL aggregate on
-the store's connection and must be called from the writer's thread like every other store call.
+``resolve_period`` is pure (the clock comes in as ``now``); ``summarise`` runs the SQL aggregates on
+a read connection of its own (``Store.read``, from a reader thread), never the writer's.
 Periods are calendar periods in UTC, the same calendar the monthly budgets use, so "this month" in
 ``bhoga usage`` and in a budget receipt mean the same turns.
 """
@@ -70,7 +70,10 @@ def _period_start(period: str, now: datetime) -> datetime | None:
     raise BadPeriod(f"unknown period {period!r}; use one of {', '.join(PERIODS)}")
 
 
-def _row(key: list[str | None], values: tuple[Any, ...]) -> UsageRow:
+_FIELDS: Final = 9  # turns, errors, 4 token counts, cost, billed, unpriced
+
+
+def _row(key: list[str | None], values: list[Any]) -> UsageRow:
     turns, errors, inp, out, cread, cwrite, cost, billed, unpriced = values
     return UsageRow(
         key=key,
@@ -91,24 +94,102 @@ _AGGREGATES: Final = (
     "sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_usd), "
     "sum(CASE WHEN billed = 1 THEN cost_usd END), sum(cost_usd IS NULL)"
 )
+#: The same figures from the ``daily`` rollups, in the same order.
+_ROLLUP_AGGREGATES: Final = (
+    "sum(turns), sum(errors), sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), "
+    "sum(cache_write_tokens), sum(cost_usd), sum(billed_usd), sum(unpriced)"
+)
+#: Groupings the rollups hold; ``agent`` is '' there for turns without one.
+_ROLLUP_COLUMNS: Final = {
+    UsageGroup.PROVIDER: "provider",
+    UsageGroup.MODEL: "model",
+    UsageGroup.AGENT: "nullif(agent, '')",
+    UsageGroup.DAY: "day",
+}
+
+
+def _midnight_after(at: datetime) -> datetime:
+    midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight if midnight == at else midnight + timedelta(days=1)
+
+
+def split_days(since: datetime | None, until: datetime) -> tuple[datetime | None, datetime] | None:
+    """The whole UTC days inside ``[since, until)`` as ``(first midnight, last midnight)``, or ``None``
+    if there are none. ``None`` as the first means from the beginning of the ledger."""
+    first = _midnight_after(since) if since is not None else None
+    last = until.replace(hour=0, minute=0, second=0, microsecond=0)
+    if first is not None and first >= last:
+        return None
+    return first, last
 
 
 def summarise(
     conn: sqlite3.Connection, since: datetime | None, until: datetime, group_by: list[UsageGroup]
 ) -> UsageSummary:
-    """One aggregate over ``[since, until)``; rows ordered by cost, then turns, largest first."""
-    where, args = "at < ?", [until.isoformat()]
-    if since is not None:
-        where += " AND at >= ?"
-        args.append(since.isoformat())
+    """The aggregate over ``[since, until)``; rows ordered by cost, then turns, largest first.
+
+    Whole days come from the daily rollups when the grouping allows (not by session), so a summary of
+    months reads a few thousand rollup rows, not every turn; the partial days at either end come from
+    the raw turns (indexed by time). Both are in the same read transaction, so they agree.
+    """
     groups = list(dict.fromkeys(group_by))
-    columns = [_COLUMNS[g] for g in groups]
-    rows: list[UsageRow] = []
-    if columns:
-        select = ", ".join(columns)
-        sql = f"SELECT {select}, {_AGGREGATES} FROM turns WHERE {where} GROUP BY {select}"
+    days = split_days(since, until) if all(g in _ROLLUP_COLUMNS for g in groups) else None
+    sums: dict[tuple[str | None, ...], list[Any]] = {}
+
+    def add(sql: str, args: list[str]) -> None:
         for record in conn.execute(sql, args):
-            rows.append(_row(list(record[: len(columns)]), tuple(record[len(columns) :])))
-        rows.sort(key=lambda r: (-r.cost_usd, -r.turns, [k or "" for k in r.key]))
-    total = _row([], tuple(conn.execute(f"SELECT {_AGGREGATES} FROM turns WHERE {where}", args).fetchone()))
-    return UsageSummary(since=since, until=until, group_by=groups, rows=rows, total=total)
+            key = tuple(record[: len(groups)])
+            values = record[len(groups) :]
+            if values[0] is None or values[0] == 0:
+                continue  # no turns in this part (an aggregate without GROUP BY still gives a row)
+            acc = sums.get(key)
+            if acc is None:
+                sums[key] = [v or 0 for v in values]
+            else:
+                for i, v in enumerate(values):
+                    acc[i] += v or 0
+
+    def raw(lo: datetime | None, hi: datetime) -> None:
+        where, args = "at < ?", [hi.isoformat()]
+        if lo is not None:
+            where += " AND at >= ?"
+            args.append(lo.isoformat())
+        columns = [_COLUMNS[g] for g in groups]
+        select = "".join(f"{c}, " for c in columns)
+        group = f" GROUP BY {', '.join(columns)}" if columns else ""
+        add(f"SELECT {select}{_AGGREGATES} FROM turns WHERE {where}{group}", args)
+
+    conn.execute("BEGIN")  # one snapshot for every part
+    try:
+        if days is None:
+            raw(since, until)
+        else:
+            first, last = days
+            if since is not None and first is not None and since < first:
+                raw(since, first)
+            columns = [_ROLLUP_COLUMNS[g] for g in groups]
+            select = "".join(f"{c}, " for c in columns)
+            group = f" GROUP BY {', '.join(columns)}" if columns else ""
+            where, args = "day < ?", [last.isoformat()[:10]]
+            if first is not None:
+                where += " AND day >= ?"
+                args.append(first.isoformat()[:10])
+            add(f"SELECT {select}{_ROLLUP_AGGREGATES} FROM daily WHERE {where}{group}", args)
+            if last < until:
+                raw(last, until)
+    finally:
+        conn.execute("COMMIT")
+    rows = [_row(list(key), values) for key, values in sums.items()] if groups else []
+    rows.sort(key=lambda r: (-r.cost_usd, -r.turns, [k or "" for k in r.key]))
+    total = [0] * _FIELDS
+    for values in sums.values():
+        for i, v in enumerate(values):
+            total[i] += v
+    return UsageSummary(
+        since=since,
+        until=until,
+        group_by=groups,
+        rows=rows,
+        total=_row([], total),
+        from_rollups=days is not None,
+    )

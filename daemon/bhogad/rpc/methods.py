@@ -6,8 +6,6 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
-
 from bhoga.protocol import (
     PROTOCOL_VERSION,
     DaemonStatus,
@@ -37,10 +35,16 @@ from bhogad.rpc.dispatch import Call, MethodSpec, RpcError
 from bhogad.storage.writer import Ticket
 
 
-async def _durable(ticket: Ticket) -> None:
+async def _durable(ticket: Ticket | None, turn_id: int | None = None) -> None:
+    """Wait until the write is stored; a failure is answered as what it is (``data.kind``: disk full,
+    read-only, permission denied, a value out of range...)."""
+    if ticket is None:
+        return
     await ticket.wait()
-    if ticket.error is not None:
-        raise RpcError(ErrorCode.APPLICATION, ticket.error, "storage_failed")
+    failure = ticket.failure(turn_id)
+    if failure is not None:
+        code = ErrorCode.INVALID_PARAMS if failure.invalid else ErrorCode.APPLICATION
+        raise RpcError(code, str(failure), failure.kind, storage=True)
 
 
 Refresh = Callable[[str | None], Awaitable[list[ProviderQuota]]]
@@ -97,7 +101,7 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
             return TurnAck(id=turn_id)
 
         async def stored() -> TurnAck:
-            await _durable(ticket)
+            await _durable(ticket, turn_id)
             return TurnAck(id=turn_id)
 
         return stored()
@@ -106,14 +110,9 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
         if not 1 <= params.limit <= 10_000:
             raise RpcError(ErrorCode.INVALID_PARAMS, "limit must be 1–10000", "out_of_range", field="limit")
         # Wait for pending writes first, so a caller reads its own acknowledged turns.
-        await _durable(daemon.writer.submit())
-        return await anyio.to_thread.run_sync(
-            daemon.store.list_turns,
-            params.after_id,
-            params.limit,
-            params.session,
-            params.agent,
-            limiter=daemon.writer.limiter,
+        await daemon.writer.submit().wait()
+        return await daemon.writer.read(
+            lambda: daemon.store.list_turns(params.after_id, params.limit, params.session, params.agent)
         )
 
     async def usage_summary(params: UsageParams, call: Call) -> UsageSummary:
@@ -121,11 +120,9 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
             since, until = usage.resolve_period(params, daemon.clock())
         except usage.BadPeriod as exc:
             raise RpcError(ErrorCode.INVALID_PARAMS, str(exc), "bad_period", field="period") from None
-        await _durable(daemon.writer.submit())  # a caller's own acknowledged turns are counted
-        return await anyio.to_thread.run_sync(
-            daemon.store.read,
-            lambda conn: usage.summarise(conn, since, until, params.group_by),
-            limiter=daemon.writer.limiter,
+        await daemon.writer.submit().wait()  # a caller's own acknowledged turns are counted
+        return await daemon.writer.read(
+            lambda: daemon.store.read(lambda conn: usage.summarise(conn, since, until, params.group_by))
         )
 
     async def set_quota(params: SetQuotaParams, call: Call) -> ProviderQuota:
