@@ -107,11 +107,9 @@ class QuotaKeeper:
         self.turns_stored = self.store.count_turns()
         # Budgets survive restarts because the ledger's rollups are their only record.
         now = self.clock()
-        since = now.timestamp() - IDEMPOTENCY_WINDOW_S
-        for key, turn_id in self.store.recent_keys(since).items():
-            # Expire them as if stored at the window's start: never sooner than they would have.
+        for key, turn_id, at in self.store.recent_keys(now.timestamp() - IDEMPOTENCY_WINDOW_S):
             self._keys[key] = (turn_id, None)
-            self._key_order.append((since + IDEMPOTENCY_WINDOW_S, key))
+            self._key_order.append((at + IDEMPOTENCY_WINDOW_S, key))
         by_provider, by_agent = self.store.month_spend(budgets.month_start(now))
         self.spend = budgets.Spend(month=budgets.month_of(now), providers=by_provider, agents=by_agent)
         for pid in self.cfg.providers:

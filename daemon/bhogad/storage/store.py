@@ -413,9 +413,11 @@ class Store:
                 agents[agent] = agents.get(agent, 0.0) + float(billed)
         return providers, agents
 
-    def recent_keys(self, since: float) -> dict[str, int]:
-        """Idempotency keys stored since ``since`` (unix time), each with its turn's id."""
-        return dict(self._conn.execute("SELECT key, turn_id FROM turn_keys WHERE at >= ?", (since,)))
+    def recent_keys(self, since: float) -> list[TurnKey]:
+        """Idempotency keys stored since ``since`` (unix time), oldest first, with their turns' ids."""
+        return list(
+            self._conn.execute("SELECT key, turn_id, at FROM turn_keys WHERE at >= ? ORDER BY at", (since,))
+        )
 
     def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read-only query function on a read connection of its own.
@@ -504,9 +506,11 @@ class Store:
         conn.execute("BEGIN")
         try:
             # Ids keep counting up after the newest turn is pruned: remember where they were.
-            newest = conn.execute("SELECT max(id) FROM turns").fetchone()[0]
-            if newest is not None:
-                conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_turn_id', ?)", (str(newest),))
+            newest = conn.execute(
+                "SELECT max(coalesce((SELECT max(id) FROM turns), 0), "
+                "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_turn_id'), 0))"
+            ).fetchone()[0]
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_turn_id', ?)", (str(newest),))
             deleted = conn.execute(
                 "DELETE FROM turns WHERE id IN (SELECT id FROM turns WHERE at < ? ORDER BY at LIMIT ?)",
                 (before.isoformat(), chunk),
