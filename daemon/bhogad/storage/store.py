@@ -582,7 +582,25 @@ def _raise_if_damaged(exc: sqlite3.DatabaseError) -> None:
         raise _Unusable(f"not a readable SQLite database: {exc}") from exc
 
 
+def _os_reason(path: Path) -> OSError | None:
+    """SQLite often says only "unable to open database file": ask the OS what is in the way."""
+    directory = path.parent if path.name == DB_NAME else path
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return OSError(errno.EROFS, os.strerror(errno.EROFS))
+        if path.exists():
+            os.close(os.open(path, os.O_RDWR))
+        if not os.access(directory, os.W_OK | os.X_OK):
+            # WAL mode creates its -wal and -shm files beside the ledger.
+            return PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)} (on {directory})")
+    except OSError as exc:
+        return exc
+    return None
+
+
 def _unavailable(path: Path, exc: BaseException, what: str) -> StoreUnavailable:
+    if isinstance(exc, sqlite3.Error):
+        exc = _os_reason(path) or exc
     failure = classify(exc)
     fix = _FIX.get(failure.kind, "check the path and its permissions")
     detail = getattr(exc, "strerror", None) or str(exc)
