@@ -4,6 +4,7 @@ that survive a restart, and a ledger only its owner can read."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sqlite3
@@ -169,6 +170,10 @@ def test_rollups_equal_the_raw_aggregate_after_inserts_restarts_and_pruning(
             assert summary.from_rollups
             _assert_summary(summary, _model(everything, ALL_GROUPS))
             assert store.count_turns() == len(everything)
+            # By provider and agent, whole months come from the monthly rollups.
+            coarse = [UsageGroup.PROVIDER, UsageGroup.AGENT]
+            summary = store.read(lambda c: usage.summarise(c, None, until, coarse))  # noqa: B023
+            _assert_summary(summary, _model(everything, coarse))
             # By session the raw turns answer: exactly the ones retention kept.
             by_session = store.read(lambda c: usage.summarise(c, None, until, [UsageGroup.SESSION]))  # noqa: B023
             assert not by_session.from_rollups
@@ -177,7 +182,7 @@ def test_rollups_equal_the_raw_aggregate_after_inserts_restarts_and_pruning(
             since = max([pruned_before] + [t.at for t in everything if t not in kept]) + timedelta(
                 hours=7, minutes=13
             )
-            end = since + timedelta(days=9, hours=5)
+            end = since + timedelta(days=47, hours=5)
             window = [t for t in everything if since <= t.at < end]
             ragged = store.read(lambda c: usage.summarise(c, since, end, [UsageGroup.PROVIDER]))  # noqa: B023
             assert ragged.from_rollups
@@ -186,6 +191,36 @@ def test_rollups_equal_the_raw_aggregate_after_inserts_restarts_and_pruning(
             assert store.last_turn_id() == len(everything)
     finally:
         store.close()
+
+
+moments = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+).map(lambda at: at.replace(second=0, microsecond=0) if at.minute % 3 else at.replace(minute=0, hour=0))
+
+
+@given(
+    since=st.none() | moments,
+    length=st.integers(1, 400 * 24 * 60),
+    rollups=st.booleans(),
+    by_day=st.booleans(),
+)
+def test_a_summary_reads_every_moment_once_from_aligned_parts(
+    since: datetime | None, length: int, rollups: bool, by_day: bool
+) -> None:
+    until = (since or datetime(2025, 6, 1, tzinfo=UTC)) + timedelta(minutes=length)
+    parts = usage.plan(since, until, rollups, by_day)
+    assert parts[0][1] == since and parts[-1][2] == until
+    for (_, _, hi), (_, lo, _) in itertools.pairwise(parts):
+        assert hi == lo  # contiguous: nothing counted twice, nothing left out
+    for source, lo, hi in parts:
+        assert lo is None or lo < hi
+        if source is not usage.Source.TURNS:
+            assert rollups
+            for edge in (lo, hi):
+                assert edge is None or edge.time() == datetime.min.time()
+        if source is usage.Source.MONTHLY:
+            assert not by_day
+            assert (lo is None or lo.day == 1) and hi.day == 1
 
 
 @given(

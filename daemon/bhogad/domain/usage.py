@@ -8,13 +8,14 @@ Periods are calendar periods in UTC, the same calendar the monthly budgets use, 
 
 from __future__ import annotations
 
+import enum
 import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from bhoga.protocol import UsageGroup, UsageParams, UsageRow, UsageSummary
-from bhogad.domain.budgets import month_start
+from bhogad.domain.budgets import month_start, next_month_start
 
 _ROLLING: Final = re.compile(r"^(\d{1,4})([hd])$")
 PERIODS: Final = ("today", "week", "month", "all", "<n>h", "<n>d")
@@ -104,8 +105,13 @@ _ROLLUP_COLUMNS: Final = {
     UsageGroup.PROVIDER: "provider",
     UsageGroup.MODEL: "model",
     UsageGroup.AGENT: "nullif(agent, '')",
-    UsageGroup.DAY: "day",
 }
+
+
+class Source(enum.StrEnum):
+    TURNS = "turns"
+    DAILY = "daily"
+    MONTHLY = "monthly"
 
 
 def _midnight_after(at: datetime) -> datetime:
@@ -113,14 +119,32 @@ def _midnight_after(at: datetime) -> datetime:
     return midnight if midnight == at else midnight + timedelta(days=1)
 
 
-def split_days(since: datetime | None, until: datetime) -> tuple[datetime | None, datetime] | None:
-    """The whole UTC days inside ``[since, until)`` as ``(first midnight, last midnight)``, or ``None``
-    if there are none. ``None`` as the first means from the beginning of the ledger."""
-    first = _midnight_after(since) if since is not None else None
-    last = until.replace(hour=0, minute=0, second=0, microsecond=0)
-    if first is not None and first >= last:
-        return None
-    return first, last
+def plan(
+    since: datetime | None, until: datetime, rollups: bool, by_day: bool
+) -> list[tuple[Source, datetime | None, datetime]]:
+    """Where each part of ``[since, until)`` is read from: the partial days at either end from the raw
+    turns, whole days from the daily rollups, whole months (unless grouped by day) from the monthly
+    ones. ``None`` as a start means from the beginning of the ledger. Pure."""
+    first_day = _midnight_after(since) if since is not None else None
+    last_day = until.replace(hour=0, minute=0, second=0, microsecond=0)
+    if not rollups or (first_day is not None and first_day >= last_day):
+        return [(Source.TURNS, since, until)]
+    parts: list[tuple[Source, datetime | None, datetime]] = []
+    if since is not None and first_day is not None and since < first_day:
+        parts.append((Source.TURNS, since, first_day))
+    first_month = first_day if first_day is None or first_day.day == 1 else next_month_start(first_day)
+    last_month = month_start(last_day)
+    if by_day or (first_month is not None and first_month >= last_month):
+        parts.append((Source.DAILY, first_day, last_day))
+    else:
+        if first_day is not None and first_month is not None and first_day < first_month:
+            parts.append((Source.DAILY, first_day, first_month))
+        parts.append((Source.MONTHLY, first_month, last_month))
+        if last_month < last_day:
+            parts.append((Source.DAILY, last_month, last_day))
+    if last_day < until:
+        parts.append((Source.TURNS, last_day, until))
+    return parts
 
 
 def summarise(
@@ -128,12 +152,14 @@ def summarise(
 ) -> UsageSummary:
     """The aggregate over ``[since, until)``; rows ordered by cost, then turns, largest first.
 
-    Whole days come from the daily rollups when the grouping allows (not by session), so a summary of
-    months reads a few thousand rollup rows, not every turn; the partial days at either end come from
-    the raw turns (indexed by time). Both are in the same read transaction, so they agree.
+    Whole months and days come from the rollups when the grouping allows (not by session), so a
+    summary of all of history reads a few thousand rows, not every turn; the partial days at either
+    end come from the raw turns (indexed by time). All parts are read in one transaction, so they agree.
     """
     groups = list(dict.fromkeys(group_by))
-    days = split_days(since, until) if all(g in _ROLLUP_COLUMNS for g in groups) else None
+    by_day = UsageGroup.DAY in groups
+    rollups = all(g in _ROLLUP_COLUMNS or g is UsageGroup.DAY for g in groups)
+    parts = plan(since, until, rollups, by_day)
     sums: dict[tuple[str | None, ...], list[Any]] = {}
 
     def add(sql: str, args: list[str]) -> None:
@@ -149,34 +175,27 @@ def summarise(
                 for i, v in enumerate(values):
                     acc[i] += v or 0
 
-    def raw(lo: datetime | None, hi: datetime) -> None:
-        where, args = "at < ?", [hi.isoformat()]
-        if lo is not None:
-            where += " AND at >= ?"
-            args.append(lo.isoformat())
-        columns = [_COLUMNS[g] for g in groups]
-        select = "".join(f"{c}, " for c in columns)
-        group = f" GROUP BY {', '.join(columns)}" if columns else ""
-        add(f"SELECT {select}{_AGGREGATES} FROM turns WHERE {where}{group}", args)
-
     conn.execute("BEGIN")  # one snapshot for every part
     try:
-        if days is None:
-            raw(since, until)
-        else:
-            first, last = days
-            if since is not None and first is not None and since < first:
-                raw(since, first)
-            columns = [_ROLLUP_COLUMNS[g] for g in groups]
+        for source, lo, hi in parts:
+            if source is Source.TURNS:
+                where, args = "at < ?", [hi.isoformat()]
+                if lo is not None:
+                    where += " AND at >= ?"
+                    args.append(lo.isoformat())
+                columns = [_COLUMNS[g] for g in groups]
+                aggregates = _AGGREGATES
+            else:
+                key, width = ("day", 10) if source is Source.DAILY else ("month", 7)
+                where, args = f"{key} < ?", [hi.isoformat()[:width]]
+                if lo is not None:
+                    where += f" AND {key} >= ?"
+                    args.append(lo.isoformat()[:width])
+                columns = ["day" if g is UsageGroup.DAY else _ROLLUP_COLUMNS[g] for g in groups]
+                aggregates = _ROLLUP_AGGREGATES
             select = "".join(f"{c}, " for c in columns)
             group = f" GROUP BY {', '.join(columns)}" if columns else ""
-            where, args = "day < ?", [last.isoformat()[:10]]
-            if first is not None:
-                where += " AND day >= ?"
-                args.append(first.isoformat()[:10])
-            add(f"SELECT {select}{_ROLLUP_AGGREGATES} FROM daily WHERE {where}{group}", args)
-            if last < until:
-                raw(last, until)
+            add(f"SELECT {select}{aggregates} FROM {source} WHERE {where}{group}", args)
     finally:
         conn.execute("COMMIT")
     rows = [_row(list(key), values) for key, values in sums.items()] if groups else []
@@ -191,5 +210,5 @@ def summarise(
         group_by=groups,
         rows=rows,
         total=_row([], total),
-        from_rollups=days is not None,
+        from_rollups=any(source is not Source.TURNS for source, _, _ in parts),
     )

@@ -110,7 +110,7 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
         if not 1 <= params.limit <= 10_000:
             raise RpcError(ErrorCode.INVALID_PARAMS, "limit must be 1–10000", "out_of_range", field="limit")
         # Wait for pending writes first, so a caller reads its own acknowledged turns.
-        await daemon.writer.submit().wait()
+        await daemon.writer.settled()
         return await daemon.writer.read(
             lambda: daemon.store.list_turns(params.after_id, params.limit, params.session, params.agent)
         )
@@ -120,7 +120,7 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
             since, until = usage.resolve_period(params, daemon.clock())
         except usage.BadPeriod as exc:
             raise RpcError(ErrorCode.INVALID_PARAMS, str(exc), "bad_period", field="period") from None
-        await daemon.writer.submit().wait()  # a caller's own acknowledged turns are counted
+        await daemon.writer.settled()  # a caller's own acknowledged turns are counted
         return await daemon.writer.read(
             lambda: daemon.store.read(lambda conn: usage.summarise(conn, since, until, params.group_by))
         )

@@ -9,9 +9,10 @@ Writes go through one connection, from one worker thread (see ``writer.py``). Qu
 connections of their own (``read``): WAL lets readers see the last commit while the writer goes on, so
 a long ``usage.summary`` never holds up an acknowledged turn.
 
-The ``daily`` table keeps per (day, provider, model, agent) totals, updated in the same transaction as
-the turns they count. Period summaries and budgets read it instead of every turn, and old raw turns can
-be pruned (``prune``) while the totals stay. Startup reads only rollups and indexes, never the ledger.
+The ``daily`` and ``monthly`` tables keep per (day or month, provider, model, agent) totals, updated in
+the same transaction as the turns they count. Period summaries and budgets read them instead of every
+turn, and old raw turns can be pruned (``prune``) while the totals stay. Startup reads only rollups
+and indexes, never the ledger.
 """
 
 from __future__ import annotations
@@ -66,11 +67,24 @@ CREATE TABLE IF NOT EXISTS providers (
 """
 
 #: Added by schema 3. ``agent`` is '' for turns without one: NULLs are never equal in a primary key.
-_SCHEMA_3 = """
+_SCHEMA_3_TEMPLATE = """
 CREATE INDEX IF NOT EXISTS turns_session ON turns (session, id) WHERE session IS NOT NULL;
 CREATE INDEX IF NOT EXISTS turns_agent ON turns (agent, id) WHERE agent IS NOT NULL;
-CREATE TABLE IF NOT EXISTS daily (
-    day TEXT NOT NULL,
+{rollups}CREATE TABLE IF NOT EXISTS turn_keys (
+    key TEXT PRIMARY KEY,
+    turn_id INTEGER NOT NULL,
+    at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS turn_keys_at ON turn_keys (at);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+_ROLLUP_TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+    {key} TEXT NOT NULL,
     provider TEXT NOT NULL,
     model TEXT NOT NULL,
     agent TEXT NOT NULL,
@@ -83,32 +97,31 @@ CREATE TABLE IF NOT EXISTS daily (
     cost_usd REAL NOT NULL,
     billed_usd REAL NOT NULL,
     unpriced INTEGER NOT NULL,
-    PRIMARY KEY (day, provider, model, agent)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS turn_keys (
-    key TEXT PRIMARY KEY,
-    turn_id INTEGER NOT NULL,
-    at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS turn_keys_at ON turn_keys (at);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
+    PRIMARY KEY ({key}, provider, model, agent)
 ) WITHOUT ROWID;
 """
 
-#: The rollup of existing turns, for a ledger written before rollups existed (runs once, at upgrade).
+#: Rollup tables: name -> (key column, length of the ISO 8601 prefix of ``at`` it keeps). Daily rows
+#: answer any whole days; monthly rows (a thirtieth as many) answer whole months, so a summary of all
+#: of history reads a few thousand rows.
+ROLLUPS: Final = {"daily": ("day", 10), "monthly": ("month", 7)}
+
+_SCHEMA_3 = _SCHEMA_3_TEMPLATE.format(
+    rollups="".join(_ROLLUP_TABLE.format(table=t, key=k) for t, (k, _) in ROLLUPS.items())
+)
+
+#: The rollups of existing turns, for a ledger written before rollups existed (runs once, at upgrade).
 _BACKFILL = """
-INSERT INTO daily SELECT substr(at, 1, 10), provider, model, coalesce(agent, ''), count(*),
+INSERT INTO {table} SELECT substr(at, 1, {width}), provider, model, coalesce(agent, ''), count(*),
     coalesce(sum(status_code NOT BETWEEN 200 AND 399), 0), sum(input_tokens), sum(output_tokens),
     sum(cache_read_tokens), sum(cache_write_tokens), coalesce(sum(cost_usd), 0.0),
     coalesce(sum(CASE WHEN billed = 1 THEN cost_usd END), 0.0), sum(cost_usd IS NULL)
 FROM turns GROUP BY 1, 2, 3, 4
 """
 
-_UPSERT_DAILY = """
-INSERT INTO daily VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-ON CONFLICT (day, provider, model, agent) DO UPDATE SET
+_UPSERT_ROLLUP = """
+INSERT INTO {table} VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT ({key}, provider, model, agent) DO UPDATE SET
     turns = turns + excluded.turns, errors = errors + excluded.errors,
     input_tokens = input_tokens + excluded.input_tokens,
     output_tokens = output_tokens + excluded.output_tokens,
@@ -117,6 +130,7 @@ ON CONFLICT (day, provider, model, agent) DO UPDATE SET
     cost_usd = cost_usd + excluded.cost_usd, billed_usd = billed_usd + excluded.billed_usd,
     unpriced = unpriced + excluded.unpriced
 """
+_UPSERTS: Final = {t: (_UPSERT_ROLLUP.format(table=t, key=k), w) for t, (k, w) in ROLLUPS.items()}
 
 #: Columns added after schema 1, with their definitions: added in place to an older ledger.
 _ADDED_COLUMNS = {"pricing": "TEXT", "billed": "INTEGER NOT NULL DEFAULT 0"}
@@ -243,11 +257,11 @@ def _turn_from_row(r: tuple[Any, ...]) -> StoredTurn:
     )
 
 
-def _rollup(turns: Iterable[StoredTurn]) -> list[tuple[object, ...]]:
-    """The ``daily`` increments for a batch, one per (day, provider, model, agent)."""
+def _rollup(turns: Iterable[StoredTurn], width: int) -> list[tuple[object, ...]]:
+    """The rollup increments for a batch, one per (day or month, provider, model, agent)."""
     sums: dict[tuple[str, str, str, str], list[Any]] = {}
     for t in turns:
-        key = (t.at.isoformat()[:10], t.provider, t.model, t.agent or "")
+        key = (t.at.isoformat()[:width], t.provider, t.model, t.agent or "")
         s = sums.get(key)
         if s is None:
             s = sums[key] = [0, 0, 0, 0, 0, 0, 0.0, 0.0, 0]
@@ -388,7 +402,7 @@ class Store:
 
     def count_turns(self) -> int:
         """Turns ever stored (from the rollups: pruned turns still count)."""
-        return int(self._conn.execute("SELECT coalesce(sum(turns), 0) FROM daily").fetchone()[0])
+        return int(self._conn.execute("SELECT coalesce(sum(turns), 0) FROM monthly").fetchone()[0])
 
     def list_turns(
         self, after_id: int, limit: int, session: str | None = None, agent: str | None = None
@@ -396,16 +410,16 @@ class Store:
         return self.read(lambda conn: _list_turns(conn, after_id, limit, session, agent))
 
     def month_spend(self, since: datetime) -> tuple[dict[str, float], dict[str, float]]:
-        """USD spent since ``since`` (the start of a UTC day) per provider, and billed USD per agent.
+        """USD spent since ``since`` (the start of a UTC month) per provider, and billed USD per agent.
 
-        Read from the rollups, so it costs the same at any ledger size."""
-        day = since.isoformat()[:10]
+        Read from the monthly rollups, so it costs the same at any ledger size."""
+        month = since.isoformat()[:7]
         providers: dict[str, float] = {}
         agents: dict[str, float] = {}
         for pid, agent, cost, billed in self._conn.execute(
-            "SELECT provider, agent, sum(cost_usd), sum(billed_usd) FROM daily WHERE day >= ? "
+            "SELECT provider, agent, sum(cost_usd), sum(billed_usd) FROM monthly WHERE month >= ? "
             "GROUP BY provider, agent",
-            (day,),
+            (month,),
         ):
             if cost:
                 providers[pid] = providers.get(pid, 0.0) + float(cost)
@@ -459,7 +473,8 @@ class Store:
         try:
             if turns:
                 conn.executemany(_INSERT_TURN, [_row_from_turn(t) for t in turns])
-                conn.executemany(_UPSERT_DAILY, _rollup(turns))
+                for upsert, width in _UPSERTS.values():
+                    conn.executemany(upsert, _rollup(turns, width))
             conn.executemany("INSERT OR REPLACE INTO turn_keys VALUES (?, ?, ?)", list(keys))
             conn.executemany("INSERT OR REPLACE INTO providers (id, record) VALUES (?, ?)", list(providers))
             conn.execute("COMMIT")
@@ -562,7 +577,8 @@ def _upgrade(conn: sqlite3.Connection, version: int) -> None:
         if statement.strip():
             conn.execute(statement)
     if version < 3:
-        conn.execute(_BACKFILL)
+        for table, (_, width) in ROLLUPS.items():
+            conn.execute(_BACKFILL.format(table=table, width=width))
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

@@ -76,6 +76,7 @@ class Writer:
         self.commits = 0
         self.failures = 0
         self.pruned = 0
+        self._in_flight: Ticket | None = None
 
     def submit(
         self,
@@ -93,6 +94,14 @@ class Writer:
     @property
     def idle(self) -> bool:
         return not self._turns and not self._dirty
+
+    async def settled(self) -> None:
+        """Wait until everything submitted so far is committed (or failed): then a read sees every
+        acknowledged write. Costs nothing when there is nothing to wait for."""
+        if not self.idle:
+            await self.submit().wait()
+        elif self._in_flight is not None:
+            await self._in_flight.wait()
 
     async def read(self, query: Callable[[], T]) -> T:
         """Run a blocking query on a reader thread: never on the writer's, never on the loop."""
@@ -117,6 +126,10 @@ class Writer:
         records = [
             (pid, _encoder.encode(p)) for pid in sorted(dirty) if (p := self._provider(pid)) is not None
         ]
+        if not turns and not records:
+            ticket.done.set()
+            return
+        self._in_flight = ticket
         try:
             failed, error = await anyio.to_thread.run_sync(
                 self._store.commit_isolated, turns, records, keys, limiter=self.limiter
@@ -142,6 +155,7 @@ class Writer:
             self.commits += 1
         ticket.failed = failed
         ticket.error = error
+        self._in_flight = None
         ticket.done.set()
 
     async def maintain(self, keep_days: int, key_window_s: float, clock: Callable[[], datetime]) -> None:
