@@ -98,6 +98,7 @@ class QuotaKeeper:
         #: Idempotency key -> (turn id, the ticket of the batch that stores it), within the window.
         self._keys: dict[str, tuple[int, Ticket | None]] = {}
         self._key_order: deque[tuple[float, str]] = deque()
+        self._prices = pricing.PriceBook(cfg.pricing)
 
     def load(self) -> list[str]:
         """Read the store into memory; returns notes about anything that could not be read."""
@@ -220,13 +221,14 @@ class QuotaKeeper:
         self.metrics.count_turn(turn.provider, turn.status_code)
         pcfg = self.cfg.providers.get(turn.provider)
         billed = (pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY
-        priced = pricing.price_turn(
+        if self._prices.overrides is not self.cfg.pricing:
+            self._prices = pricing.PriceBook(self.cfg.pricing)  # the config was reloaded
+        priced = self._prices.price_turn(
             turn.model,
             turn.input_tokens,
             turn.output_tokens,
             turn.cache_read_tokens,
             turn.cache_write_tokens,
-            overrides=self.cfg.pricing,
             subscription=not billed,
             reported_usd=turn.cost_usd,
         )
