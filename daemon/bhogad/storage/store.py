@@ -475,8 +475,10 @@ class Store:
                 conn.executemany(_INSERT_TURN, [_row_from_turn(t) for t in turns])
                 for upsert, width in _UPSERTS.values():
                     conn.executemany(upsert, _rollup(turns, width))
-            conn.executemany("INSERT OR REPLACE INTO turn_keys VALUES (?, ?, ?)", list(keys))
-            conn.executemany("INSERT OR REPLACE INTO providers (id, record) VALUES (?, ?)", list(providers))
+            if keys := list(keys):
+                conn.executemany("INSERT OR REPLACE INTO turn_keys VALUES (?, ?, ?)", keys)
+            if providers := list(providers):
+                conn.executemany("INSERT OR REPLACE INTO providers (id, record) VALUES (?, ?)", providers)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
