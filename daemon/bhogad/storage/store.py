@@ -395,10 +395,9 @@ class Store:
 
     def last_turn_id(self) -> int:
         row = self._conn.execute("SELECT max(id) FROM turns").fetchone()
-        # Pruning may have removed the newest turns' ids only if every turn was old: keys remember.
-        keyed = self._conn.execute("SELECT max(turn_id) FROM turn_keys").fetchone()
+        # Pruning notes the newest id it saw, in case it removed every turn: ids are never reused.
         floor = self._conn.execute("SELECT value FROM meta WHERE key = 'last_turn_id'").fetchone()
-        return max(int(row[0] or 0), int(keyed[0] or 0), int(floor[0]) if floor else 0)
+        return max(int(row[0] or 0), int(floor[0]) if floor else 0)
 
     def count_turns(self) -> int:
         """Turns ever stored (from the rollups: pruned turns still count)."""
