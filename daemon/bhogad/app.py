@@ -168,6 +168,7 @@ class App:
                     await daemon.writer.flush()
                 tg.cancel_scope.cancel()
             await http.aclose()
+            daemon.writer.close()
             log.info("stopped", turns_stored=daemon.turns_stored)
         finally:
             store.close()

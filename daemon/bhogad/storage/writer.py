@@ -12,7 +12,13 @@ each waiter hears about its own turn only. Queries run on their own threads and 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -32,6 +38,16 @@ T = TypeVar("T")
 
 #: Queries running at once; more wait their turn (each holds a thread and a read connection).
 MAX_READERS = 4
+#: How much less CPU priority reader threads get than the rest of the daemon (Linux ``nice``): on a
+#: busy machine a long query then takes the CPU the event loop and the writer leave over.
+READER_NICE = 10
+
+
+def _lower_priority() -> None:
+    # Linux gives each thread its own nice value; elsewhere this changes the whole process, so skip.
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICE)
 #: How often old raw turns are pruned (and once soon after start).
 PRUNE_EVERY_S = 3600.0
 
@@ -72,7 +88,9 @@ class Writer:
         self._wakeup = anyio.Event()
         # One thread owns every SQLite write, so writes never interleave.
         self.limiter = anyio.CapacityLimiter(1)
-        self.read_limiter = anyio.CapacityLimiter(MAX_READERS)
+        # Threads of their own (not anyio's shared pool, whose threads also run commits), each
+        # started at a lower priority: a query must never take CPU from an acknowledgement.
+        self._readers = ThreadPoolExecutor(MAX_READERS, "bhogad-read", initializer=_lower_priority)
         self.commits = 0
         self.failures = 0
         self.pruned = 0
@@ -105,7 +123,10 @@ class Writer:
 
     async def read(self, query: Callable[[], T]) -> T:
         """Run a blocking query on a reader thread: never on the writer's, never on the loop."""
-        return await anyio.to_thread.run_sync(query, limiter=self.read_limiter)
+        return await asyncio.get_running_loop().run_in_executor(self._readers, query)
+
+    def close(self) -> None:
+        self._readers.shutdown(wait=False, cancel_futures=True)
 
     async def run(self) -> None:
         while True:
