@@ -79,10 +79,13 @@ def build(state: Path, turns: int, now: datetime) -> None:
         store.close()
 
 
+CFG = config.build({})
+
+
 def load(state: Path) -> None:
     store = Store.open(state)
     try:
-        QuotaKeeper(config.build({}), store).load()
+        QuotaKeeper(CFG, store).load()
     finally:
         store.close()
 
