@@ -153,6 +153,7 @@ class AsyncRouter:
         error_body: dict[str, Any] | None = None,
         at: datetime | None = None,
         cost_usd: float | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """Report one model call and wait until it is stored; returns the turn's ledger id."""
         params = turn_params(
@@ -170,6 +171,7 @@ class AsyncRouter:
             error_body=error_body,
             at=at,
             cost_usd=cost_usd,
+            idempotency_key=idempotency_key,
         )
         ack: TurnAck = await self.call(Method.RECORD_TURN, params, TurnAck)
         return ack.id

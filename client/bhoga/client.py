@@ -56,6 +56,8 @@ IDEMPOTENT = frozenset(
         Method.SET_QUOTA,
         Method.USAGE_SUMMARY,
         Method.REFRESH,
+        # Every turn carries an idempotency key (``turn_params``): a re-send stores nothing twice.
+        Method.RECORD_TURN,
     }
 )
 
@@ -107,6 +109,9 @@ def turn_params(
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "status_code": status_code,
+        # One key per turn, kept across this call's own retry, so a re-send after a lost
+        # acknowledgement returns the first id instead of storing the turn twice.
+        "idempotency_key": os.urandom(16).hex(),
     }
     if headers:
         # Harnesses pass whatever their HTTP library has (httpx, requests, dicts with odd casing or
@@ -367,12 +372,14 @@ class Router:
         error_body: dict[str, Any] | None = None,
         at: datetime | None = None,
         cost_usd: float | None = None,
+        idempotency_key: str | None = None,
         wait: bool = False,
     ) -> int | None:
         """Report one model call. Returns at once; with ``wait=True`` returns the stored turn's id.
 
         Without ``wait`` a daemon that is not running does not raise into the harness's hot path:
-        the turn is counted in ``dropped_turns`` and logged.
+        the turn is counted in ``dropped_turns`` and logged. Each turn gets its own idempotency key;
+        pass ``idempotency_key`` to keep one across your own re-sends of the same turn.
         """
         params = turn_params(
             pid,
@@ -389,6 +396,7 @@ class Router:
             error_body=error_body,
             at=at,
             cost_usd=cost_usd,
+            idempotency_key=idempotency_key,
         )
         if wait:
             ack: TurnAck = self.call(Method.RECORD_TURN, params, TurnAck)

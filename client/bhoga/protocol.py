@@ -255,6 +255,9 @@ class Turn(msgspec.Struct, kw_only=True):
     #: What the provider itself billed for the call, in USD, where it says (OpenRouter's
     #: ``usage.cost``); it wins over the daemon's pricing table.
     cost_usd: float | None = None
+    #: Names this turn across re-sends (1–128 printable ASCII characters): a repeat within a day
+    #: returns the first one's id and stores nothing new. The client library sets one per turn.
+    idempotency_key: str | None = None
 
 
 class TurnAck(msgspec.Struct, kw_only=True):
@@ -380,6 +383,9 @@ class UsageSummary(msgspec.Struct, kw_only=True):
     group_by: list[UsageGroup]
     rows: list[UsageRow]
     total: UsageRow
+    #: Whole days were read from the daily rollups (which keep totals for pruned turns); partial days
+    #: at either end, and any grouping by session, come from the raw turns.
+    from_rollups: bool = False
 
 
 class DaemonStatus(msgspec.Struct, kw_only=True):

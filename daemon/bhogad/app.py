@@ -36,7 +36,7 @@ import structlog
 from bhoga.paths import check_socket_path_length
 from bhogad import __version__, config as config_mod
 from bhogad.discovery.poller import Poller
-from bhogad.domain.keeper import QuotaKeeper
+from bhogad.domain.keeper import IDEMPOTENCY_WINDOW_S, QuotaKeeper
 from bhogad.observability import metrics_http
 from bhogad.rpc import methods
 from bhogad.rpc.clients import Clients
@@ -46,7 +46,7 @@ from bhogad.service import listen
 from bhogad.service.lock import UnsafeDirectory, acquire, ensure_private_dir
 from bhogad.service.notify import Notifier
 from bhogad.shared.sync import SharedSync
-from bhogad.storage.store import Store
+from bhogad.storage.store import Store, StoreUnavailable
 
 log = structlog.get_logger("bhogad")
 
@@ -153,7 +153,14 @@ class App:
             pass
 
     async def _serve(self, sock: socket.socket, signals: AsyncIterator[int]) -> None:
-        store = await anyio.to_thread.run_sync(Store.open, self.opts.state_dir, self.cfg.store.synchronous)
+        try:
+            store = await anyio.to_thread.run_sync(
+                Store.open, self.opts.state_dir, self.cfg.store.synchronous
+            )
+        except StoreUnavailable as exc:
+            raise StartupError(str(exc)) from None
+        if store.checked:
+            log.info("checked the state store's integrity", why=store.checked)
         if store.quarantine:
             log.error("the state store could not be used and was moved aside", detail=store.quarantine)
         try:
@@ -175,6 +182,9 @@ class App:
             server = Server(clients, dispatcher, self.cfg.server)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.writer.run)
+                tg.start_soon(
+                    daemon.writer.maintain, self.cfg.store.keep_turns_days, IDEMPOTENCY_WINDOW_S, daemon.clock
+                )
                 tg.start_soon(poller.run)
                 if shared is not None:
                     tg.start_soon(shared.run)
@@ -200,6 +210,7 @@ class App:
                     await daemon.writer.flush()
                 tg.cancel_scope.cancel()
             await http.aclose()
+            daemon.writer.close()
             log.info("stopped", turns_stored=daemon.turns_stored)
         finally:
             store.close()

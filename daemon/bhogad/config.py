@@ -135,6 +135,9 @@ class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: SQLite ``synchronous``: ``normal`` survives a daemon crash (kill -9); ``full`` also a power cut.
     synchronous: Synchronous = Synchronous.NORMAL
+    #: Days of raw turns to keep (10 years at most). Older turns are pruned; the daily rollups keep
+    #: their totals, so ``usage`` and budgets still count them. The current budget month is never pruned.
+    keep_turns_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = 400
 
 
 class BudgetConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
-import anyio
 import msgspec
 import structlog
 
@@ -62,6 +62,10 @@ from bhogad.domain.state import (
 from bhogad.observability.metrics import Metrics
 from bhogad.storage.store import Store
 from bhogad.storage.writer import Ticket, Writer
+
+#: How long an idempotency key is remembered: far longer than any client's retry or a daemon restart.
+IDEMPOTENCY_WINDOW_S = 24 * 3600.0
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 log = structlog.get_logger("bhogad.domain.keeper")
 
@@ -127,6 +131,10 @@ class QuotaKeeper:
         self.started_at = clock()
         self.turns_stored = 0
         self.metrics = Metrics()
+        #: Idempotency key -> (turn id, the ticket of the batch that stores it), within the window.
+        self._keys: dict[str, tuple[int, Ticket | None]] = {}
+        self._key_order: deque[tuple[float, str]] = deque()
+        self._prices = pricing.PriceBook(cfg.pricing)
         #: Other machines' spend this month, from shared state; ``None`` while this daemon is alone.
         self.peer_spend: budgets.Spend | None = None
         self.observers: list[Observer] = []
@@ -145,7 +153,11 @@ class QuotaKeeper:
         self.providers.update(providers)
         self.next_turn_id = self.store.last_turn_id() + 1
         self.turns_stored = self.store.count_turns()
-        # Budgets survive restarts because the ledger is their only record.
+        # Budgets survive restarts because the ledger's rollups are their only record.
+        now = self.clock()
+        for key, turn_id, at in self.store.recent_keys(now.timestamp() - IDEMPOTENCY_WINDOW_S):
+            self._keys[key] = (turn_id, None)
+            self._key_order.append((at + IDEMPOTENCY_WINDOW_S, key))
         by_provider, by_agent = self.store.month_spend(budgets.month_start(now))
         self.spend = budgets.Spend(month=budgets.month_of(now), providers=by_provider, agents=by_agent)
         for pid in self.cfg.providers:
@@ -216,8 +228,27 @@ class QuotaKeeper:
         self.cfg = cfg
         self.version += 1
 
-    def record_turn(self, turn: Turn) -> tuple[int, Ticket]:
+    def record_turn(self, turn: Turn) -> tuple[int, Ticket | None]:
+        """Apply a turn and hand it to the writer: its id, and the ticket to wait on before
+        acknowledging (``None``: a repeat of a stored turn, nothing new to wait for)."""
+        key = turn.idempotency_key
+        if key is not None and not _IDEMPOTENCY_KEY.match(key):
+            raise InvalidInput(
+                "invalid_idempotency_key",
+                "idempotency_key must be 1–128 printable ASCII characters",
+                field="idempotency_key",
+            )
         now = self.clock()
+        if key is not None:
+            repeat = self._repeat(key, now.timestamp())
+            if repeat is not None:
+                return repeat
+        p = self.provider(turn.provider)
+        # "No agent" is one value everywhere (the rollups' keys, summaries, budgets).
+        if turn.agent == "":
+            turn.agent = None
+        if turn.session == "":
+            turn.session = None
         if turn.at is not None:
             # The ledger compares times as UTC text; a naive time is taken to be UTC.
             turn.at = turn.at.replace(tzinfo=UTC) if turn.at.tzinfo is None else turn.at.astimezone(UTC)
@@ -243,13 +274,14 @@ class QuotaKeeper:
         self.metrics.count_turn(turn.provider, turn.status_code)
         pcfg = self.cfg.providers.get(turn.provider)
         billed = (pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY
-        priced = pricing.price_turn(
+        if self._prices.overrides is not self.cfg.pricing:
+            self._prices = pricing.PriceBook(self.cfg.pricing)  # the config was reloaded
+        priced = self._prices.price_turn(
             turn.model,
             turn.input_tokens,
             turn.output_tokens,
             turn.cache_read_tokens,
             turn.cache_write_tokens,
-            overrides=self.cfg.pricing,
             subscription=not billed,
             reported_usd=turn.cost_usd,
         )
@@ -278,7 +310,32 @@ class QuotaKeeper:
         self.changed(turn.provider, "turn")
         for observer in self.observers:
             observer.turn_recorded(turn.provider)
-        return turn_id, self.writer.submit([row], (turn.provider,))
+        if key is None:
+            return turn_id, self.writer.submit([row], (turn.provider,))
+        ticket = self.writer.submit([row], (turn.provider,), {turn_id: (key, turn_id, now.timestamp())})
+        self._keys[key] = (turn_id, ticket)
+        self._key_order.append((now.timestamp() + IDEMPOTENCY_WINDOW_S, key))
+        return turn_id, ticket
+
+    def _repeat(self, key: str, now: float) -> tuple[int, Ticket | None] | None:
+        """The earlier turn sent with ``key``, if it is stored or on its way; ``None`` if it is new.
+
+        A turn whose storing failed is forgotten, so the client's retry stores it."""
+        order = self._key_order
+        while order and order[0][0] <= now:
+            _, old = order.popleft()
+            self._keys.pop(old, None)
+        seen = self._keys.get(key)
+        if seen is None:
+            return None
+        turn_id, ticket = seen
+        if ticket is not None and ticket.done.is_set():
+            if ticket.failure(turn_id) is not None:
+                del self._keys[key]
+                return None
+            self._keys[key] = (turn_id, None)  # stored: drop the batch's ticket
+            ticket = None
+        return seen[0], ticket
 
     def set_quota(self, params: SetQuotaParams) -> tuple[ProviderQuota, Ticket]:
         for name, value in (("pct_remaining", params.pct_remaining), ("weekly_pct", params.weekly_pct)):
@@ -336,24 +393,17 @@ class QuotaKeeper:
         if not 1 <= params.limit <= 10_000:
             raise OutOfRange("limit", "limit must be 1–10000")
         # Wait for pending writes first, so a caller reads its own acknowledged turns.
-        await durable(self.writer.submit())
-        return await anyio.to_thread.run_sync(
-            self.store.list_turns,
-            params.after_id,
-            params.limit,
-            params.session,
-            params.agent,
-            limiter=self.writer.limiter,
+        await self.writer.settled()
+        return await self.writer.read(
+            lambda: self.store.list_turns(params.after_id, params.limit, params.session, params.agent)
         )
 
     async def usage(self, params: UsageParams) -> UsageSummary:
         """Tokens and spend over the requested period, grouped as asked (``BadPeriod`` if empty)."""
         since, until = usage.resolve_period(params, self.clock())
-        await durable(self.writer.submit())  # a caller's own acknowledged turns are counted
-        return await anyio.to_thread.run_sync(
-            self.store.read,
-            lambda conn: usage.summarise(conn, since, until, params.group_by),
-            limiter=self.writer.limiter,
+        await self.writer.settled()  # a caller's own acknowledged turns are counted
+        return await self.writer.read(
+            lambda: self.store.read(lambda conn: usage.summarise(conn, since, until, params.group_by))
         )
 
     def merge_shared(
@@ -401,11 +451,19 @@ class QuotaKeeper:
         self.events.publish(QuotaChanged(provider=pid, cause=cause, quota=quota))
 
 
-async def durable(ticket: Ticket) -> None:
-    """Wait until the change behind ``ticket`` is committed; ``StorageFailed`` if it never will be."""
+async def durable(ticket: Ticket | None, turn_id: int | None = None) -> None:
+    """Wait until the change behind ``ticket`` (for a turn: that turn) is committed; a failure is
+    raised as what it is (``kind``: disk full, read-only, permission denied, a value out of range).
+    ``None`` is a repeat of something already stored: nothing to wait for."""
+    if ticket is None:
+        return
     await ticket.wait()
-    if ticket.error is not None:
-        raise StorageFailed(ticket.error)
+    failure = ticket.failure(turn_id)
+    if failure is None:
+        return
+    if failure.invalid:
+        raise InvalidInput(failure.kind, str(failure), storage=True)
+    raise StorageFailed(str(failure), kind=failure.kind, storage=True)
 
 
 def _named_scope(w: QuotaWindow, names: dict[str, str]) -> QuotaWindow:

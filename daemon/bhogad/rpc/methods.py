@@ -115,7 +115,7 @@ def build(
             return TurnAck(id=turn_id)
 
         async def stored() -> TurnAck:
-            await durable(ticket)
+            await durable(ticket, turn_id)
             return TurnAck(id=turn_id)
 
         return stored()
