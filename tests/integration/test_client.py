@@ -14,6 +14,7 @@ import pytest
 import bhoga
 from bhoga import DaemonNotRunning, InvalidParams, ProviderStatus, Router, operations
 from bhoga.aio import AsyncRouter, Reply, subscribe
+from bhoga.errors import DaemonStartFailed
 from bhoga.protocol import Lagged, Method, QuotaChanged, SetQuotaParams
 from tests.conftest import DaemonProcess
 
@@ -254,3 +255,25 @@ def test_autostart_starts_a_daemon_when_none_runs(tmp_root: Any, monkeypatch: py
             router.close()
         for pid in pids:
             os.kill(pid, signal.SIGTERM)
+
+
+def test_autostart_reports_the_daemons_own_start_up_error(
+    tmp_root: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon that cannot start: the error is its own words and names the log that holds them."""
+    run = tmp_root / "run"
+    run.mkdir(mode=0o700)
+    state = tmp_root / "state"
+    config = tmp_root / "config.yaml"
+    config.write_text("routing:\n  strategy: [not, a, strategy]\n")
+    monkeypatch.setenv("BHOGA_STATE", str(state))
+    monkeypatch.setenv("BHOGA_CONFIG", str(config))
+    with pytest.raises(DaemonStartFailed) as info, Router(socket_path=run / "a.sock", autostart=True) as r:
+        r.best_for("claude-opus-4")
+    error = info.value
+    assert isinstance(error, DaemonNotRunning)  # what harnesses already catch
+    log = state / "bhogad.log"
+    assert error.log == str(log) and str(log) in str(error)
+    assert "config" in error.reason and str(config) in error.reason
+    assert "autostart=True" not in str(error)  # the old advice, wrong when autostart was on
+    assert error.reason in log.read_text()

@@ -102,7 +102,8 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
         import bhoga
 
-        parser.exit(message=f"bhoga {bhoga.__version__}\n")
+        print(f"bhoga {bhoga.__version__}")
+        parser.exit()
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
