@@ -7,11 +7,12 @@ safe to repeat are retried once on the new connection.
 
 from __future__ import annotations
 
+# The stdlib's socket module (with selectors) is imported on the first connection and threading's
+# lock comes from _thread directly: a process that imports bhoga but never calls pays for neither.
+import _thread
 import contextlib
 import itertools
 import os
-import socket
-import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -24,6 +25,7 @@ from bhoga.operations import Call, Operation
 from bhoga.protocol import MAX_REPLY_BYTES
 
 if TYPE_CHECKING:
+    import socket
     from datetime import datetime
     from pathlib import Path
 
@@ -123,7 +125,7 @@ class Router:
         self.autostart = autostart
         #: Fire-and-forget turns that could not be sent (the daemon was not running).
         self.dropped_turns = 0
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._ids = itertools.count(1)
         self._sock: socket.socket | None = None
         self._file: Any = None
@@ -133,7 +135,7 @@ class Router:
     # -- connection ------------------------------------------------------------------------------
 
     def _reset_after_fork(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         if self._sock is not None:
             # Closing our copy of the descriptor leaves the parent's connection untouched.
             self._disconnect()
@@ -147,6 +149,8 @@ class Router:
             paths.check_socket_path_length(self.socket_path)
         except ValueError as exc:
             raise DaemonNotRunning(path, str(exc)) from None
+        import socket
+
         for attempt in itertools.count():
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout)
