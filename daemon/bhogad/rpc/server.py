@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 
 from bhoga.codec import LineReader, LineTooLong, notification_line
-from bhoga.protocol import ErrorCode
+from bhoga.protocol import ErrorCode, Event, Lagged
 from bhogad.config import ServerConfig
 from bhogad.rpc.clients import Clients
 from bhogad.rpc.dispatch import Dispatcher, error
@@ -313,7 +313,7 @@ class Connection(asyncio.Protocol):
         if self.lagged:
             # Events were dropped for this slow reader; tell it to re-read the full state.
             self.lagged = False
-            transport.write(notification_line("events.lagged", {"hint": "call quota.list"}))
+            transport.write(notification_line(Event.LAGGED, Lagged(hint="call quota.list")))
         transport.write(line)
 
 
