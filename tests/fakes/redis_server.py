@@ -5,10 +5,14 @@ test what daemons do while shared state is unreachable, and after it comes back 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import shutil
 import socket
+import ssl
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +23,31 @@ def server_binary() -> str | None:
     return next((path for name in SERVER_BINARIES if (path := shutil.which(name))), None)
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls_files(root: Path) -> TlsFiles:
+    """A throwaway certificate authority and a server certificate for 127.0.0.1, made by openssl."""
+    root.mkdir(parents=True, exist_ok=True)
+    files = TlsFiles(ca=root / "ca.pem", cert=root / "server.pem", key=root / "server.key")
+    ca_key = root / "ca.key"
+    run = functools.partial(subprocess.run, check=True, capture_output=True)
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=bhoga test CA", "-keyout", str(ca_key), "-out", str(files.ca)])  # fmt: skip
+    csr = root / "server.csr"
+    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(files.key), "-out", str(csr)])  # fmt: skip
+    ext = root / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(files.ca), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(files.cert)])  # fmt: skip
+    return files
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -27,16 +56,20 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, root: Path, binary: str, password: str | None = None) -> None:
+    def __init__(
+        self, root: Path, binary: str, password: str | None = None, tls: TlsFiles | None = None
+    ) -> None:
         self.root = root
         self.binary = binary
         self.password = password
+        #: With TLS the server listens on ``port`` with TLS only.
+        self.tls = tls
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -48,8 +81,7 @@ class RedisServer:
         return subprocess.Popen(
             [
                 self.binary,
-                "--port",
-                str(self.port),
+                *self._listen_args(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -67,11 +99,27 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
         )
 
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.tls.cert),
+            "--tls-key-file", str(self.tls.key),
+            "--tls-ca-cert-file", str(self.tls.ca),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                with contextlib.ExitStack() as stack:
+                    s = stack.enter_context(socket.create_connection(("127.0.0.1", self.port), timeout=0.5))
+                    if self.tls is not None:
+                        context = ssl.create_default_context(cafile=str(self.tls.ca))
+                        s = stack.enter_context(context.wrap_socket(s, server_hostname="127.0.0.1"))
                     s.sendall(b"PING\r\n")
                     if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                         return

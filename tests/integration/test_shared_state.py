@@ -7,6 +7,7 @@ three discover that they share one quota; nothing in the config says so.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from bhoga import Router
 from tests.conftest import DaemonProcess
 from tests.fakes.fixtures import load, to_now
 from tests.fakes.http_server import FakeServer, serving
-from tests.fakes.redis_server import RedisServer, server_binary
+from tests.fakes.redis_server import RedisServer, make_tls_files, server_binary
 
 CLAUDE_USAGE = "/api/oauth/usage"
 CLAUDE_TOKEN = load("claude-credentials.json")["claudeAiOauth"]["accessToken"]
@@ -296,5 +297,24 @@ def test_a_password_comes_from_the_environment_and_never_shows(
         for d in (right, wrong):
             assert secret not in d.log_text() and "not-it" not in d.log_text()
         assert secret not in status and "not-it" not in status
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl to make a test certificate")
+def test_tls_with_a_private_certificate_authority(
+    make_daemon: Any, tmp_root: Path, claude: FakeServer
+) -> None:
+    binary = server_binary()
+    assert binary is not None
+    tls = make_tls_files(tmp_root / "tls")
+    server = RedisServer(tmp_root / "redis-tls", binary, tls=tls)
+    server.start()
+    try:
+        assert server.url.startswith("rediss://")
+        cfg = config(server, claude, "laptop", "") + f"  tls_ca_file: {tls.ca}\n"
+        d: DaemonProcess = make_daemon(config=cfg)
+        with d.router() as router:
+            until(lambda: router.status().shared.connected, "connected over TLS")
     finally:
         server.stop()
