@@ -10,6 +10,7 @@ included — may contain a token: errors pass through :func:`redact` before they
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import httpx
 import msgspec
@@ -92,6 +93,19 @@ class CredentialProblem(Exception):
     def __init__(self, message: str, *, signed_out: bool = False) -> None:
         super().__init__(message)
         self.signed_out = signed_out
+
+
+def login_document(raw: bytes | str, where: str, *, login: str, command: str) -> Mapping[str, Any]:
+    """The JSON object in a CLI's credentials file (``where`` names it), or a ``CredentialProblem``
+    that says to run ``command``: unreadable JSON may be a file mid-rewrite, any other value holds
+    no ``login`` at all (signed out)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise CredentialProblem(f"{where} is not valid JSON; run {command} to sign in again") from None
+    if not isinstance(data, Mapping):
+        raise CredentialProblem(f"{where} does not hold {login}; run {command} to sign in", signed_out=True)
+    return data
 
 
 class ShapeError(ValueError):
