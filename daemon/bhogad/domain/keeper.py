@@ -12,6 +12,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 import msgspec
@@ -387,6 +388,11 @@ class QuotaKeeper:
         return self.writer.submit(dirty=(pid,))
 
     # -- the ledger -----------------------------------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the ledger lives (for ``daemon.status``)."""
+        return self.store.path.parent
 
     async def list_turns(self, params: ListTurnsParams) -> list[StoredTurn]:
         """Stored turns after ``after_id``, oldest first, including every turn acknowledged so far."""

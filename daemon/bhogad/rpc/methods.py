@@ -93,7 +93,7 @@ def build(
             started_at=daemon.started_at,
             uptime_s=(now - daemon.started_at).total_seconds(),
             socket=str(endpoint.socket_path),
-            state_dir=str(daemon.store.path.parent),
+            state_dir=str(daemon.state_dir),
             config_path=str(endpoint.config_path) if endpoint.config_path else None,
             connections=clients.connection_count,
             subscribers=len(clients),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -93,6 +94,19 @@ class CredentialProblem(Exception):
     def __init__(self, message: str, *, signed_out: bool = False) -> None:
         super().__init__(message)
         self.signed_out = signed_out
+
+
+def login_document(raw: bytes | str, where: str, *, login: str, command: str) -> Mapping[str, Any]:
+    """The JSON object in a CLI's credentials file (``where`` names it), or a ``CredentialProblem``
+    that says to run ``command``: unreadable JSON may be a file mid-rewrite, any other value holds
+    no ``login`` at all (signed out)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise CredentialProblem(f"{where} is not valid JSON; run {command} to sign in again") from None
+    if not isinstance(data, Mapping):
+        raise CredentialProblem(f"{where} does not hold {login}; run {command} to sign in", signed_out=True)
+    return data
 
 
 class ShapeError(ValueError):
