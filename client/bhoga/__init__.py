@@ -1,19 +1,24 @@
 """bhoga: ask one local daemon which provider has the most usable quota for a model.
 
-The client is deliberately thin: it imports only msgspec and platformdirs, so a harness pays almost
-nothing to import it. State, discovery and ranking live in the ``bhogad`` daemon.
+The client is deliberately thin: ``import bhoga`` loads what ``Router`` needs (msgspec and the
+standard library's socket) and nothing else, so a harness pays almost nothing to import it. The
+rest of the public API (``AsyncRouter``, the quota helpers, Hermes editing, ``__version__``) loads on
+first use. State, discovery and ranking live in the ``bhogad`` daemon.
 """
 
 from __future__ import annotations
 
-# Not ``typing.TYPE_CHECKING``: importing typing alone costs more than the rest of this module.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+import sys
 
-    from bhoga.aio import AsyncRouter as AsyncRouter
+#: ``bhoga statusline`` runs on every Claude Code statusline refresh and uses none of the client, so
+#: in that process (the installed ``bhoga`` script, first argument ``statusline``) even the names
+#: below load on first use: msgspec alone would cost more than the whole command may.
+_LEAN = sys.argv[1:2] == ["statusline"] and sys.argv[0].rpartition("/")[2] == "bhoga"
+# Not ``typing.TYPE_CHECKING``: on that path importing typing would cost more than this module.
+TYPE_CHECKING = False
+
+if TYPE_CHECKING or not _LEAN:
     from bhoga.client import Router as Router, check_quota as check_quota
-    from bhoga.codex_models import get_codex_models as get_codex_models
     from bhoga.errors import (
         BhogaError as BhogaError,
         ClientTimeout as ClientTimeout,
@@ -22,7 +27,6 @@ if TYPE_CHECKING:
         ProtocolError as ProtocolError,
         RemoteError as RemoteError,
     )
-    from bhoga.hermes import apply_to_hermes as apply_to_hermes
     from bhoga.protocol import (
         BillingCadence as BillingCadence,
         ProviderQuota as ProviderQuota,
@@ -31,50 +35,69 @@ if TYPE_CHECKING:
         Ranking as Ranking,
         RouterRecommendation as RouterRecommendation,
     )
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from bhoga.aio import AsyncRouter as AsyncRouter
+    from bhoga.codex_models import get_codex_models as get_codex_models
+    from bhoga.hermes import apply_to_hermes as apply_to_hermes
     from bhoga.quota.families import model_family as model_family, to_hermes_model as to_hermes_model
     from bhoga.quota.headers import calibrate as calibrate, mark_throttled as mark_throttled
 
-# Every public name is loaded on first use. Importing a submodule imports this package first, and
-# ``bhoga statusline`` (run on every Claude Code statusline refresh) must not pay for the client,
-# msgspec and the header readers it never uses; ``from bhoga import Router`` works as before.
+    __version__: str
+
+# Loaded on first use: each pulls in more than a harness that only routes needs.
 _LAZY = {
     "AsyncRouter": "bhoga.aio",
+    "apply_to_hermes": "bhoga.hermes",
+    "get_codex_models": "bhoga.codex_models",
+    "model_family": "bhoga.quota.families",
+    "to_hermes_model": "bhoga.quota.families",
+    "calibrate": "bhoga.quota.headers",
+    "mark_throttled": "bhoga.quota.headers",
+}
+#: Loaded with the package, except in the statusline's process (``_LEAN``), where they are lazy too.
+_EAGER = {
     "Router": "bhoga.client",
     "check_quota": "bhoga.client",
-    "get_codex_models": "bhoga.codex_models",
     "BhogaError": "bhoga.errors",
     "ClientTimeout": "bhoga.errors",
     "DaemonNotRunning": "bhoga.errors",
     "InvalidParams": "bhoga.errors",
     "ProtocolError": "bhoga.errors",
     "RemoteError": "bhoga.errors",
-    "apply_to_hermes": "bhoga.hermes",
     "BillingCadence": "bhoga.protocol",
     "ProviderQuota": "bhoga.protocol",
     "ProviderStatus": "bhoga.protocol",
     "QuotaWindow": "bhoga.protocol",
     "Ranking": "bhoga.protocol",
     "RouterRecommendation": "bhoga.protocol",
-    "model_family": "bhoga.quota.families",
-    "to_hermes_model": "bhoga.quota.families",
-    "calibrate": "bhoga.quota.headers",
-    "mark_throttled": "bhoga.quota.headers",
 }
 
 
+def _version() -> str:
+    # From the installed package's metadata, so it cannot drift from pyproject.toml.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bhoga")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bhoga' has no attribute {name!r}")
-    import importlib
+    if name == "__version__":
+        value: Any = _version()
+    else:
+        module = _LAZY.get(name) or _EAGER.get(name)
+        if module is None:
+            raise AttributeError(f"module 'bhoga' has no attribute {name!r}")
+        import importlib
 
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
+        value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups are plain attribute reads
     return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

@@ -17,8 +17,7 @@ import anyio.abc
 import msgspec
 import structlog
 
-from bhoga import codec
-from bhoga.protocol import QUOTA_ALERT, Alert
+from bhoga.protocol import Alert
 from bhogad.config import AlertsConfig, HookConfig
 from bhogad.domain import alerts, pace
 from bhogad.domain.keeper import QuotaKeeper
@@ -131,7 +130,7 @@ class AlertEngine:
         if fired or encoded != self._state_bytes:
             # Stored before delivered: after a crash an alert is either remembered or raised again.
             await anyio.to_thread.run_sync(
-                keeper.store.read,
+                keeper.store.write,
                 lambda conn: harness.commit_alerts(conn, encoded, fired),
                 limiter=keeper.writer.limiter,
             )
@@ -139,7 +138,7 @@ class AlertEngine:
         for alert in fired:
             self.fired += 1
             log.info("alert", kind=alert.kind.value, provider=alert.provider, window=alert.window)
-            keeper.publish(codec.notification_line(QUOTA_ALERT, alert))
+            keeper.events.publish_alert(alert)
             for hook in cfg.hooks:
                 if not hook.kinds or alert.kind in hook.kinds:
                     self._spawn(tg, hook, alert)

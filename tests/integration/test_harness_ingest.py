@@ -61,7 +61,17 @@ def turns(daemon: DaemonProcess) -> list[StoredTurn]:
 def by_source(daemon: DaemonProcess) -> dict[str, int]:
     out = daemon.cli("usage", "--period", "all", "--by", "agent,source", "--json")
     assert out.returncode == 0, out.stderr
-    return {"/".join(r["key"]): r["turns"] for r in json.loads(out.stdout)["rows"]}
+    rows = {"/".join(r["key"]): r["turns"] for r in json.loads(out.stdout)["rows"]}
+    # Grouped by agent alone the summary is answered from the rollups, which must agree with the
+    # ledger (grouping by source reads the ledger itself): ingest keeps both.
+    out = daemon.cli("usage", "--period", "all", "--by", "agent", "--json")
+    summary = json.loads(out.stdout)
+    assert summary["from_rollups"], summary
+    agents: dict[str, int] = {}
+    for key, turns in rows.items():
+        agents[key.split("/")[0]] = agents.get(key.split("/")[0], 0) + turns
+    assert {r["key"][0]: r["turns"] for r in summary["rows"]} == agents
+    return rows
 
 
 def test_a_tree_is_ingested_once_across_restarts_appends_and_rewrites(make_daemon: Any) -> None:

@@ -170,3 +170,21 @@ def test_doctor_says_whether_the_statusline_is_installed(tmp_path: Path) -> None
     settings.write_text("{oops")
     broken = check_statusline(settings)
     assert broken is not None and broken.status == "warn"
+
+
+def test_the_statusline_process_loads_neither_the_client_nor_msgspec() -> None:
+    """What the installed ``bhoga statusline`` loads (the console script's argv), in a fresh process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.argv = ['/usr/local/bin/bhoga', 'statusline']\n"
+        "from bhoga.cli import entry, statusline\n"
+        "heavy = ('msgspec', 'bhoga.client', 'bhoga.protocol', 'argparse', 'typing', 'platformdirs')\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={"BHOGA_SOCKET": "/x"}
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr

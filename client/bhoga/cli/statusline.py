@@ -340,3 +340,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+
+
+def register(add: Any) -> None:
+    """Lists ``statusline`` in ``bhoga --help``; the console script runs it before argparse."""
+    p = add("statusline", _cmd, "Claude Code's statusLine command: reads its JSON on stdin, prints one line")
+    p.add_argument("--install", action="store_true", help="add it to Claude Code's settings.json")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--chain", action="store_true")
+    p.add_argument("--settings")
+    p.add_argument(
+        "--format",
+        help="e.g. '{model} {burst} {weekly} {best}'; fields: model, burst, "
+        "burst_reset, weekly, weekly_reset, best, cost, context",
+    )
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    p.add_argument("--chain-to", help="another statusline command whose output follows bhoga's")
+
+
+def _cmd(args: Any, router: Any, out: TextIO) -> int:
+    # Reached only through ``bhoga --socket S statusline`` (or bhoga.cli.main.main): the console
+    # script sends the plain ``bhoga statusline`` straight to ``main`` above.
+    if args.install:
+        from bhoga.cli import statusline_install
+
+        argv = ["--install"] + (["--dry-run"] if args.dry_run else []) + (["--chain"] if args.chain else [])
+        argv += ["--settings", args.settings] if args.settings else []
+        return statusline_install.main(argv, out)
+    argv = ["--color", args.color, "--timeout", str(min(args.timeout, 10.0))]
+    argv += ["--socket", str(args.socket)] if args.socket else []
+    argv += ["--format", args.format] if args.format else []
+    argv += ["--chain-to", args.chain_to] if args.chain_to else []
+    return run(argv, sys.stdin, out)

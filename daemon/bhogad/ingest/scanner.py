@@ -362,7 +362,7 @@ class Scanner:
         first = keeper.next_turn_id
         keeper.next_turn_id += len(rows)
         result = await anyio.to_thread.run_sync(
-            keeper.store.read,
+            keeper.store.write,
             lambda conn: harness.commit_ingest(conn, rows, marks, gone, first),
             limiter=keeper.writer.limiter,
         )

@@ -69,7 +69,10 @@ def migrate(conn: sqlite3.Connection) -> None:
     for column, definition in _ADDED_TURN_COLUMNS.items():
         if column not in have:
             conn.execute(f"ALTER TABLE turns ADD COLUMN {column} {definition}")
-    conn.executescript(_SCHEMA)
+    # One statement at a time: executescript would commit the caller's open transaction.
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 # -- ingest -----------------------------------------------------------------------------------------
@@ -144,6 +147,23 @@ def _client_twin(conn: sqlite3.Connection, t: StoredTurn) -> bool:
     return hit is not None
 
 
+_ROW_COLUMNS: Final = (
+    "id, at, provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
+    "status_code, agent, cost_usd, billed"
+)
+
+
+def _stored(r: tuple[object, ...]) -> StoredTurn:
+    """Enough of a ledger row to take it out of the rollups again."""
+    return msgspec.convert(dict(zip(_ROW_COLUMNS.split(", "), r, strict=True)), StoredTurn, strict=False)
+
+
+def _rollups(conn: sqlite3.Connection, turns: Sequence[StoredTurn], sign: int) -> None:
+    from bhogad.storage.store import add_rollups  # store imports this module: import at use
+
+    add_rollups(conn, turns, sign)
+
+
 def has_log_rows(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM turns WHERE dedupe_key IS NOT NULL LIMIT 1").fetchone() is not None
 
@@ -154,20 +174,21 @@ def drop_log_twins(conn: sqlite3.Connection, turns: Sequence[StoredTurn]) -> int
     The client's row wins (it names the agent). Should the log be read again, its line finds the
     client's row and is skipped (``_client_twin``), so the call stays counted once.
     """
-    dropped = 0
+    gone: list[StoredTurn] = []
     for t in turns:
         if t.request_id is not None:
-            cur = conn.execute(
-                "DELETE FROM turns WHERE provider = ? AND request_id = ? AND dedupe_key IS NOT NULL",
+            found = conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM turns WHERE provider = ? AND request_id = ? "
+                "AND dedupe_key IS NOT NULL",
                 (t.provider, t.request_id),
-            )
-            if cur.rowcount:
-                dropped += cur.rowcount
+            ).fetchall()
+            if found:
+                gone += [_stored(r) for r in found]
                 continue
-        cur = conn.execute(
-            "DELETE FROM turns WHERE id = (SELECT id FROM turns WHERE at >= ? AND at <= ? "
+        found = conn.execute(
+            f"SELECT {_ROW_COLUMNS} FROM turns WHERE at >= ? AND at <= ? "
             "AND dedupe_key IS NOT NULL AND provider = ? AND model = ? AND input_tokens = ? "
-            "AND output_tokens = ? AND cache_read_tokens = ? AND cache_write_tokens = ? LIMIT 1)",
+            "AND output_tokens = ? AND cache_read_tokens = ? AND cache_write_tokens = ? LIMIT 1",
             (
                 (t.at - MATCH_WINDOW).isoformat(),
                 (t.at + MATCH_WINDOW).isoformat(),
@@ -178,9 +199,12 @@ def drop_log_twins(conn: sqlite3.Connection, turns: Sequence[StoredTurn]) -> int
                 t.cache_read_tokens,
                 t.cache_write_tokens,
             ),
-        )
-        dropped += max(0, cur.rowcount)
-    return dropped
+        ).fetchall()
+        gone += [_stored(r) for r in found]
+    if gone:
+        conn.executemany("DELETE FROM turns WHERE id = ?", [(t.id,) for t in gone])
+        _rollups(conn, gone, -1)  # the rollups count each call once, like the ledger
+    return len(gone)
 
 
 _INSERT: Final = (
@@ -219,13 +243,12 @@ def commit_ingest(
         }
         for row in rows:
             t = row.turn
-            held = conn.execute(
-                "SELECT id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens "
-                "FROM turns WHERE dedupe_key = ?",
-                (row.dedupe_key,),
+            held_row = conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM turns WHERE dedupe_key = ?", (row.dedupe_key,)
             ).fetchone()
-            if held is not None:
-                if sum(held[1:]) < _tokens(t):
+            if held_row is not None:
+                held = _stored(held_row)
+                if _tokens(held) < _tokens(t):
                     conn.execute(
                         "UPDATE turns SET input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, "
                         "cache_write_tokens = ?, cost_usd = ?, pricing = ? WHERE id = ?",
@@ -236,9 +259,12 @@ def commit_ingest(
                             t.cache_write_tokens,
                             t.cost_usd,
                             t.pricing,
-                            held[0],
+                            held.id,
                         ),
                     )
+                    # The rollups follow: the smaller reading out, the larger one in.
+                    _rollups(conn, [held], -1)
+                    _rollups(conn, [msgspec.structs.replace(t, id=held.id, at=held.at)], 1)
                     updated += 1
                 else:
                     duplicates += 1
@@ -272,6 +298,7 @@ def commit_ingest(
                 ),
             )
             inserted.append(t)
+        _rollups(conn, inserted, 1)
         conn.executemany(
             "INSERT OR REPLACE INTO ingest_files (path, dev, ino, offset, size, mtime_ns, context) "
             "VALUES (?,?,?,?,?,?,?)",
