@@ -48,6 +48,8 @@ def _lower_priority() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICE)
+
+
 #: How often old raw turns are pruned (and once soon after start).
 PRUNE_EVERY_S = 3600.0
 
