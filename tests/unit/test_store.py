@@ -446,3 +446,23 @@ def test_a_repeated_idempotency_key_returns_the_first_id_even_after_a_restart(tm
     anyio.run(session, after_restart)
     with opened(tmp_path) as store:
         assert [t.id for t in store.list_turns(0, 10)] == [1, 2, 3]
+
+
+def test_a_failed_query_is_named_not_an_internal_error(tmp_path: Path) -> None:
+    def broken() -> None:
+        exc = sqlite3.OperationalError("disk I/O error")
+        exc.sqlite_errorname = "SQLITE_IOERR_READ"  # as SQLite itself sets it
+        raise exc
+
+    async def main() -> None:
+        with opened(tmp_path) as store:
+            writer = Writer(store, lambda pid: None)
+            try:
+                with pytest.raises(StorageFailure) as caught:
+                    await writer.read(broken)
+            finally:
+                writer.close()
+        assert caught.value.kind == "storage_io_error"
+        assert "disk I/O error" in str(caught.value)
+
+    anyio.run(main)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from bhoga.protocol import (
     PROTOCOL_VERSION,
@@ -32,7 +32,18 @@ from bhogad.domain import usage
 from bhogad.domain.keeper import QuotaKeeper
 from bhogad.observability.metrics import render
 from bhogad.rpc.dispatch import Call, MethodSpec, RpcError
+from bhogad.storage.store import StorageFailure
 from bhogad.storage.writer import Ticket
+
+T = TypeVar("T")
+
+
+async def _query(daemon: QuotaKeeper, query: Callable[[], T]) -> T:
+    """A read on the store's reader threads; a failure is answered as what it is."""
+    try:
+        return await daemon.writer.read(query)
+    except StorageFailure as failure:
+        raise RpcError(ErrorCode.APPLICATION, str(failure), failure.kind, storage=True) from None
 
 
 async def _durable(ticket: Ticket | None, turn_id: int | None = None) -> None:
@@ -112,8 +123,9 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
             raise RpcError(ErrorCode.INVALID_PARAMS, "limit must be 1–10000", "out_of_range", field="limit")
         # Wait for pending writes first, so a caller reads its own acknowledged turns.
         await daemon.writer.settled()
-        return await daemon.writer.read(
-            lambda: daemon.store.list_turns(params.after_id, params.limit, params.session, params.agent)
+        return await _query(
+            daemon,
+            lambda: daemon.store.list_turns(params.after_id, params.limit, params.session, params.agent),
         )
 
     async def usage_summary(params: UsageParams, call: Call) -> UsageSummary:
@@ -122,8 +134,9 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
         except usage.BadPeriod as exc:
             raise RpcError(ErrorCode.INVALID_PARAMS, str(exc), "bad_period", field="period") from None
         await daemon.writer.settled()  # a caller's own acknowledged turns are counted
-        return await daemon.writer.read(
-            lambda: daemon.store.read(lambda conn: usage.summarise(conn, since, until, params.group_by))
+        return await _query(
+            daemon,
+            lambda: daemon.store.read(lambda conn: usage.summarise(conn, since, until, params.group_by)),
         )
 
     async def set_quota(params: SetQuotaParams, call: Call) -> ProviderQuota:
