@@ -466,3 +466,29 @@ def test_a_failed_query_is_named_not_an_internal_error(tmp_path: Path) -> None:
         assert "disk I/O error" in str(caught.value)
 
     anyio.run(main)
+
+
+def test_idempotency_keys_in_memory_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bhogad.domain import keeper as keeper_module
+
+    monkeypatch.setattr(keeper_module, "MAX_IDEMPOTENCY_KEYS", 3)
+
+    async def main() -> None:
+        with opened(tmp_path) as store:
+            keeper = QuotaKeeper(CFG, store)
+            keeper.load()
+            ids = [
+                keeper.record_turn(Turn(provider="anthropic_api", model="m", idempotency_key=f"k{i}"))[0]
+                for i in range(6)
+            ]
+            await keeper.writer.flush()
+            assert len(keeper._keys) <= 4
+            # The newest are still known; the oldest were forgotten to keep memory bounded.
+            assert (
+                keeper.record_turn(Turn(provider="anthropic_api", model="m", idempotency_key="k5"))[0]
+                == ids[5]
+            )
+            assert keeper.record_turn(Turn(provider="anthropic_api", model="m", idempotency_key="k0"))[0] == 7
+            await keeper.writer.flush()
+
+    anyio.run(main)

@@ -62,6 +62,8 @@ from bhogad.storage.writer import Ticket, Writer
 
 #: How long an idempotency key is remembered: far longer than any client's retry or a daemon restart.
 IDEMPOTENCY_WINDOW_S = 24 * 3600.0
+#: Most keys held in memory (about 150 MB at most); past it the oldest are forgotten first.
+MAX_IDEMPOTENCY_KEYS = 1_000_000
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 log = structlog.get_logger("bhogad.domain.keeper")
@@ -305,7 +307,7 @@ class QuotaKeeper:
 
         A turn whose storing failed is forgotten, so the client's retry stores it."""
         order = self._key_order
-        while order and order[0][0] <= now:
+        while order and (order[0][0] <= now or len(order) > MAX_IDEMPOTENCY_KEYS):
             _, old = order.popleft()
             self._keys.pop(old, None)
         seen = self._keys.get(key)
