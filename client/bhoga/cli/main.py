@@ -31,6 +31,7 @@ from bhoga.cli.render import (  # re-exported for command modules written agains
     bar as bar,
     local_time as local_time,
     render_ranking as render_ranking,
+    render_shared as render_shared,
     render_status as render_status,
     render_window as render_window,
     span as span,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from bhoga.cli.common import Add, ExitCode, print_json
-from bhoga.cli.render import render_status
+from bhoga.cli.render import render_shared, render_status
 from bhoga.client import Router
 
 
@@ -16,7 +16,11 @@ def cmd_status(args: argparse.Namespace, router: Router, out: TextIO) -> int:
     if args.json:
         print_json(quotas, out)
     else:
-        out.write(render_status(quotas, datetime.now(UTC)))
+        now = datetime.now(UTC)
+        shared = router.status().shared
+        if shared is not None:
+            out.write(render_shared(shared, now))
+        out.write(render_status(quotas, now))
     return ExitCode.OK
 
 
