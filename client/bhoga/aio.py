@@ -233,6 +233,7 @@ class AsyncRouter:
         error_body: dict[str, Any] | None = None,
         at: datetime | None = None,
         cost_usd: float | None = None,
+        idempotency_key: str | None = None,
         wait: bool = False,
     ) -> int | None:
         """Report one model call. Returns once sent; with ``wait=True`` returns the stored turn's id.
@@ -255,6 +256,7 @@ class AsyncRouter:
             error_body=error_body,
             at=at,
             cost_usd=cost_usd,
+            idempotency_key=idempotency_key,
         )
         if wait:
             return await self._run(call)

@@ -299,6 +299,7 @@ class Router:
         error_body: dict[str, Any] | None = None,
         at: datetime | None = None,
         cost_usd: float | None = None,
+        idempotency_key: str | None = None,
         wait: bool = False,
     ) -> int | None:
         """Report one model call. Returns at once; with ``wait=True`` returns the stored turn's id.
@@ -321,6 +322,7 @@ class Router:
             error_body=error_body,
             at=at,
             cost_usd=cost_usd,
+            idempotency_key=idempotency_key,
         )
         if wait:
             return self._run(call)

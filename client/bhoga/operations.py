@@ -10,6 +10,7 @@ signatures to these functions' signatures.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -18,6 +19,8 @@ import msgspec
 
 from bhoga.protocol import (
     PROTOCOL_VERSION,
+    ClearCooldownParams,
+    CooldownCleared,
     DaemonStatus,
     Hello,
     HelloParams,
@@ -83,8 +86,8 @@ BEST_FOR: Operation[ModelParams, RouterRecommendation | None] = Operation(
     Method.BEST_FOR, ModelParams, RouterRecommendation | None, idempotent=True
 )
 RANK: Operation[ModelParams, Ranking] = Operation(Method.RANK, ModelParams, Ranking, idempotent=True)
-# Not idempotent: a turn sent twice is counted twice.
-RECORD_TURN: Operation[Turn, TurnAck] = Operation(Method.RECORD_TURN, Turn, TurnAck, idempotent=False)
+# Idempotent: every turn carries its idempotency key (``record_turn``), so a re-send stores nothing twice.
+RECORD_TURN: Operation[Turn, TurnAck] = Operation(Method.RECORD_TURN, Turn, TurnAck, idempotent=True)
 LIST_TURNS: Operation[ListTurnsParams, list[StoredTurn]] = Operation(
     Method.LIST_TURNS, ListTurnsParams, list[StoredTurn], idempotent=True
 )
@@ -99,6 +102,10 @@ REFRESH: Operation[ProviderFilter, list[ProviderQuota]] = Operation(
 )
 USAGE_SUMMARY: Operation[UsageParams, UsageSummary] = Operation(
     Method.USAGE_SUMMARY, UsageParams, UsageSummary, idempotent=True
+)
+# Idempotent: clearing what is already clear changes nothing.
+CLEAR_COOLDOWN: Operation[ClearCooldownParams, CooldownCleared] = Operation(
+    Method.CLEAR_COOLDOWN, ClearCooldownParams, CooldownCleared, idempotent=True
 )
 # Not idempotent in effect: a subscription lives on the connection that asked for it.
 SUBSCRIBE: Operation[None, Subscribed] = Operation(Method.SUBSCRIBE, None, Subscribed, idempotent=False)
@@ -118,6 +125,7 @@ OPERATIONS: Mapping[str, Operation[Any, Any]] = {
         LIST_QUOTAS,
         REFRESH,
         USAGE_SUMMARY,
+        CLEAR_COOLDOWN,
         SUBSCRIBE,
     )
 }
@@ -184,8 +192,13 @@ def record_turn(
     error_body: dict[str, Any] | None = None,
     at: datetime | None = None,
     cost_usd: float | None = None,
+    idempotency_key: str | None = None,
 ) -> Call[int]:
     """Report one model call; the result is the stored turn's ledger id.
+
+    Every turn carries an idempotency key (a random one unless the caller has its own, such as a
+    request id), made once here, so a re-send after a lost acknowledgement returns the first id
+    instead of storing the turn twice.
 
     The transports add ``wait=False``: without it they send the turn as a notification and return
     ``None`` at once (a daemon that is not running counts it in ``dropped_turns``).
@@ -205,6 +218,7 @@ def record_turn(
         latency_ms=latency_ms,
         at=at,
         cost_usd=cost_usd,
+        idempotency_key=idempotency_key or os.urandom(16).hex(),
     )
     return Call(RECORD_TURN, turn, _turn_id)
 

@@ -24,6 +24,10 @@ MAX_LINE_BYTES: Final = 1 << 20
 MAX_REPLY_BYTES: Final = 64 << 20
 #: Most entries in one JSON-RPC batch.
 MAX_BATCH: Final = 64
+#: Deepest nesting of arrays and objects in one line. A request is at most a batch of objects whose
+#: params hold a headers object: five levels. Far deeper input is hostile, and left to the decoder it
+#: would end in a RecursionError instead of an answer.
+MAX_JSON_DEPTH: Final = 32
 
 
 class Method(enum.StrEnum):
@@ -39,6 +43,7 @@ class Method(enum.StrEnum):
     REFRESH = "quota.refresh"
     USAGE_SUMMARY = "usage.summary"
     SUBSCRIBE = "events.subscribe"
+    CLEAR_COOLDOWN = "cooldown.clear"
 
 
 class Event(enum.StrEnum):
@@ -178,6 +183,8 @@ class ProviderQuota(msgspec.Struct, kw_only=True):
     windows: dict[str, QuotaWindow] = msgspec.field(default_factory=dict)
     cooldown_until: datetime | None = None
     cooldown_reason: str | None = None
+    #: When the cooldown that runs now was set (by a 429); ``bhoga cooldown clear`` ends it early.
+    cooldown_since: datetime | None = None
     health: Health = Health.HEALTHY
     #: Models this provider is failing for while others answer (an overloaded Opus): model → health.
     model_health: dict[str, Health] = msgspec.field(default_factory=dict)
@@ -260,6 +267,9 @@ class Turn(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: What the provider itself billed for the call, in USD, where it says (OpenRouter's
     #: ``usage.cost``); it wins over the daemon's pricing table.
     cost_usd: float | None = None
+    #: Names this turn across re-sends (1–128 printable ASCII characters): a repeat within a day
+    #: returns the first one's id and stores nothing new. The client library sets one per turn.
+    idempotency_key: str | None = None
 
 
 class TurnAck(msgspec.Struct, kw_only=True):
@@ -325,6 +335,21 @@ class SetQuotaParams(msgspec.Struct, kw_only=True, omit_defaults=True):
     resets_at: datetime | None = None
 
 
+class ClearCooldownParams(msgspec.Struct, kw_only=True):
+    provider: str
+    #: ``*``: the whole provider. A model: only what holds that model back (see ``CooldownCleared``).
+    model: str = "*"
+
+
+class CooldownCleared(msgspec.Struct, kw_only=True):
+    """What ``cooldown.clear`` lifted, in words (empty when nothing was running), and the result."""
+
+    provider: str
+    model: str
+    cleared: list[str]
+    quota: ProviderQuota
+
+
 class ListTurnsParams(msgspec.Struct, kw_only=True, omit_defaults=True):
     after_id: int = 0
     limit: int = 1000
@@ -374,6 +399,9 @@ class UsageSummary(msgspec.Struct, kw_only=True):
     group_by: list[UsageGroup]
     rows: list[UsageRow]
     total: UsageRow
+    #: Whole days were read from the daily rollups (which keep totals for pruned turns); partial days
+    #: at either end, and any grouping by session, come from the raw turns.
+    from_rollups: bool = False
 
 
 class DaemonStatus(msgspec.Struct, kw_only=True):

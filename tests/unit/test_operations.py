@@ -59,7 +59,8 @@ def test_router_and_async_router_offer_the_same_api() -> None:
 
 
 def test_idempotence_is_declared_once() -> None:
-    never_twice = {Method.RECORD_TURN, Method.SUBSCRIBE}
+    # A turn carries its idempotency key, so only a subscription (a connection's state) is not.
+    never_twice = {Method.SUBSCRIBE}
     for method in Method:
         assert ops.is_idempotent(method) == (method not in never_twice)
     assert not ops.is_idempotent("some.future_method")
@@ -84,7 +85,10 @@ def test_requests_carry_the_protocols_structs_and_only_what_was_set() -> None:
 
 def test_a_free_model_still_reports_its_zero_cost() -> None:
     sent = msgspec.json.decode(codec.encode(ops.record_turn("openrouter", "m", cost_usd=0.0).params))
+    key = sent.pop("idempotency_key")
     assert sent == {"provider": "openrouter", "model": "m", "cost_usd": 0.0}
+    # Every turn gets a fresh key of its own, made once, so a retry of this call stores it once.
+    assert len(key) == 32 and key != ops.record_turn("openrouter", "m").params.idempotency_key
 
 
 header_names = st.text("abcXYZ-_0", min_size=1, max_size=12)

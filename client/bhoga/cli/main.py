@@ -71,6 +71,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bhoga.cli.metrics",
     "bhoga.cli.usage",
     "bhoga.cli.watch",
+    "bhoga.cli.cooldown",
 )
 
 #: Options of ``bhoga`` itself that take a value, so the command can be found before parsing.

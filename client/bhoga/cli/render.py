@@ -71,7 +71,11 @@ def render_status(quotas: Sequence[ProviderQuota], now: datetime) -> str:
         if q.account:
             lines.append(f"    account {q.account}")
         if q.cooldown_until is not None:
-            lines.append(f"    cooldown until {local_time(q.cooldown_until, now)}: {q.cooldown_reason}")
+            since = f", since {local_time(q.cooldown_since, now)}" if q.cooldown_since else ""
+            lines.append(
+                f"    cooldown until {local_time(q.cooldown_until, now)}{since}: {q.cooldown_reason}"
+                f" (`bhoga cooldown clear {q.provider_id}` ends it now)"
+            )
         if q.health != Health.HEALTHY:
             lines.append(f"    health: {q.health} ({q.consecutive_failures} failures; {q.last_error})")
         for model, health in sorted(q.model_health.items()):

@@ -72,6 +72,8 @@ def render_usage(summary: UsageSummary) -> str:
         lines.append("  ".join(cells).rstrip())
     lines.append("cost $ is API prices; for subscriptions that is the API-equivalent value, not a charge.")
     lines.append("billed $ is what API keys were charged.")
+    if summary.from_rollups:
+        lines.append("whole days came from the ledger's daily rollups, which keep pruned turns' totals.")
     if summary.total.unpriced:
         lines.append(
             f"{summary.total.unpriced} turn(s) had no known price and are not in the cost; "
