@@ -16,6 +16,9 @@ from typing import Any, Final
 
 from bhoga.protocol import UsageGroup, UsageParams, UsageRow, UsageSummary
 from bhogad.domain.budgets import month_start, next_month_start
+from bhogad.domain.errors import BadPeriod
+
+__all__ = ["PERIODS", "BadPeriod", "resolve_period", "summarise"]
 
 _ROLLING: Final = re.compile(r"^(\d{1,4})([hd])$")
 PERIODS: Final = ("today", "week", "month", "all", "<n>h", "<n>d")
@@ -28,10 +31,6 @@ _COLUMNS: Final = {
     UsageGroup.SESSION: "session",
     UsageGroup.DAY: "substr(at, 1, 10)",
 }
-
-
-class BadPeriod(ValueError):
-    pass
 
 
 def resolve_period(params: UsageParams, now: datetime) -> tuple[datetime | None, datetime]:
