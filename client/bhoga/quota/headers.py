@@ -546,12 +546,13 @@ def read_response(
 def _utc_window(w: QuotaWindow) -> QuotaWindow:
     # The library's callers may hold naive datetimes (state written by the old library); the model
     # compares aware UTC only, so convert once here, at the library's boundary.
-    if all(t is None or t.tzinfo is UTC for t in (w.updated_at, w.resets_at)):
+    updated, resets = w.updated_at, w.resets_at
+    if (updated is None or updated.tzinfo is UTC) and (resets is None or resets.tzinfo is UTC):
         return w
     return msgspec.structs.replace(
         w,
-        updated_at=_as_utc(w.updated_at) if w.updated_at is not None else None,
-        resets_at=_as_utc(w.resets_at) if w.resets_at is not None else None,
+        updated_at=_as_utc(updated) if updated is not None else None,
+        resets_at=_as_utc(resets) if resets is not None else None,
     )
 
 
