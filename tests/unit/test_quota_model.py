@@ -56,6 +56,7 @@ from bhogad.domain.state import (
     provider_quota,
     repair,
 )
+from bhogad.shared import records
 from bhogad.storage.store import Store
 from tests.fakes.fixtures import load
 
@@ -495,3 +496,48 @@ def test_set_quota_resets_at_is_bounded(store_dir: Path, resets_at: datetime, re
 
     anyio.run(main)
     assert field[0] == ("resets_at" if refused else None)
+
+
+def test_another_machines_readings_pass_the_same_boundary(tmp_path: Path) -> None:
+    """Shared state brings other machines' readings in; a bug (or a hostile writer) there must not
+    put out-of-range values here any more than a provider could."""
+
+    async def main() -> None:
+        store = Store.open(tmp_path)
+        try:
+            keeper = QuotaKeeper(CFG, store, lambda: NOW)
+            keeper.load()
+            good = QuotaWindow(
+                name="weekly", pct_used=30.0, updated_at=NOW, resets_at=NOW + timedelta(days=3)
+            )
+            bad = [
+                QuotaWindow(name="burst", pct_used=1e308, updated_at=NOW),
+                QuotaWindow(
+                    name="monthly", pct_used=5.0, updated_at=NOW, resets_at=datetime(9999, 1, 1, tzinfo=UTC)
+                ),
+            ]
+            with capture_logs() as logs:
+                keeper.merge_shared(
+                    "claude_code",
+                    [good, *bad],
+                    (datetime(2099, 10, 21, tzinfo=UTC), "429 (via laptop)"),
+                    0.0,
+                    0,
+                )
+            p = keeper.providers["claude_code"]
+            assert set(p.windows) == {"weekly"}
+            assert p.cooldown_until == NOW + LONGEST_WINDOW
+            assert any(e["event"] == "shared reading out of range" for e in logs)
+            await keeper.writer.flush()
+        finally:
+            store.close()
+
+    anyio.run(main)
+
+
+def test_a_peer_flow_dated_beyond_any_calendar_is_skipped() -> None:
+    fields = {
+        b"laptop": msgspec.msgpack.encode(records.Flow(per_h=100.0, consumed=5, at_ms=2**62)),
+        b"desk": msgspec.msgpack.encode(records.Flow(per_h=50.0, consumed=7, at_ms=records.ms(NOW))),
+    }
+    assert records.sum_peer_flows(fields, "here", NOW) == (50.0, 7)

@@ -46,6 +46,7 @@ from bhogad.domain.state import (
     ProviderState,
     apply_poll,
     apply_turn,
+    checked_windows,
     extend_cooldown,
     manual_windows,
     merge_windows,
@@ -309,9 +310,14 @@ class QuotaKeeper:
         p = self.providers.get(pid)
         if p is None:
             return
+        now = self.clock()
+        # Another machine's readings are as untrusted as a provider's: out of range, they are left out.
+        windows, problem = checked_windows(windows, now)
+        if problem is not None:
+            log.warning("shared reading out of range", provider=pid, error=problem)
         changed = merge_windows(p, windows)
-        if cooldown is not None and cooldown[0] > self.clock():
-            changed = extend_cooldown(p, *cooldown) or changed
+        if cooldown is not None and cooldown[0] > now:
+            changed = extend_cooldown(p, cooldown[0], cooldown[1], now) or changed
         if (p.peer_flow_per_h, p.peer_consumed) != (peer_flow_per_h, peer_consumed):
             p.peer_flow_per_h, p.peer_consumed = peer_flow_per_h, peer_consumed
             self.version += 1  # pace ranks with the fleet's burn; nothing a subscriber shows
