@@ -541,3 +541,14 @@ def test_a_peer_flow_dated_beyond_any_calendar_is_skipped() -> None:
         b"desk": msgspec.msgpack.encode(records.Flow(per_h=50.0, consumed=7, at_ms=records.ms(NOW))),
     }
     assert records.sum_peer_flows(fields, "here", NOW) == (50.0, 7)
+
+
+def test_a_poll_reading_dated_a_little_ahead_is_dated_now() -> None:
+    p = new_provider(PID)
+    ahead = QuotaWindow(
+        name="weekly", pct_used=10.0, updated_at=NOW + timedelta(minutes=2), source=Source.CLI
+    )
+    far = QuotaWindow(name="burst", pct_used=10.0, updated_at=NOW + timedelta(hours=2), source=Source.CLI)
+    apply_poll(p, PollResult(at=NOW, availability=OK, windows=[ahead, far]))
+    assert set(p.windows) == {"weekly"} and p.windows["weekly"].updated_at == NOW
+    assert "reading time" in (p.last_poll_error or "")
