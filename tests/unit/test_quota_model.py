@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -331,27 +331,42 @@ def store_dir() -> Iterator[Path]:
         yield Path(path)
 
 
-def _record(store_dir: Path, turn: Turn) -> str | None:
-    """Record ``turn`` through a real keeper on a real store; the refused field, or None."""
-    refused: list[str | None] = [None]
+def with_keeper(store_dir: Path, use: Callable[[QuotaKeeper], None]) -> None:
+    """Run ``use`` on a real keeper over a real store in ``store_dir`` (at ``NOW``), then flush."""
 
     async def main() -> None:
         store = Store.open(store_dir)
         try:
             keeper = QuotaKeeper(CFG, store, lambda: NOW)
             keeper.load()
-            try:
-                keeper.record_turn(turn)
-            except InvalidInput as exc:
-                refused[0] = str((exc.data or {}).get("field"))
-            # Whatever happened, every reader still works.
-            keeper.rank("claude-opus-4")
-            msgspec.json.encode(keeper.quotas())
+            use(keeper)
             await keeper.writer.flush()
         finally:
             store.close()
 
     anyio.run(main)
+
+
+def refused_field(attempt: Callable[[], object]) -> str | None:
+    """The field an ``InvalidInput`` named, or ``None`` when ``attempt`` was accepted."""
+    try:
+        attempt()
+    except InvalidInput as exc:
+        return str((exc.data or {}).get("field"))
+    return None
+
+
+def _record(store_dir: Path, turn: Turn) -> str | None:
+    """Record ``turn`` through a real keeper on a real store; the refused field, or None."""
+    refused: list[str | None] = [None]
+
+    def use(keeper: QuotaKeeper) -> None:
+        refused[0] = refused_field(lambda: keeper.record_turn(turn))
+        # Whatever happened, every reader still works.
+        keeper.rank("claude-opus-4")
+        msgspec.json.encode(keeper.quotas())
+
+    with_keeper(store_dir, use)
     return refused[0]
 
 
@@ -482,61 +497,34 @@ def test_any_stored_record_repairs_into_one_every_reader_can_use(
 )
 def test_set_quota_resets_at_is_bounded(store_dir: Path, resets_at: datetime, refused: bool) -> None:
     field: list[str | None] = [None]
+    params = SetQuotaParams(provider="claude_code", pct_remaining=50, resets_at=resets_at)
 
-    async def main() -> None:
-        store = Store.open(store_dir)
-        try:
-            keeper = QuotaKeeper(CFG, store, lambda: NOW)
-            keeper.load()
-            try:
-                keeper.set_quota(
-                    SetQuotaParams(provider="claude_code", pct_remaining=50, resets_at=resets_at)
-                )
-            except InvalidInput as exc:
-                field[0] = str((exc.data or {}).get("field"))
-            await keeper.writer.flush()
-        finally:
-            store.close()
+    def use(keeper: QuotaKeeper) -> None:
+        field[0] = refused_field(lambda: keeper.set_quota(params))
 
-    anyio.run(main)
+    with_keeper(store_dir, use)
     assert field[0] == ("resets_at" if refused else None)
 
 
 def test_another_machines_readings_pass_the_same_boundary(tmp_path: Path) -> None:
     """Shared state brings other machines' readings in; a bug (or a hostile writer) there must not
     put out-of-range values here any more than a provider could."""
+    good = QuotaWindow(name="weekly", pct_used=30.0, updated_at=NOW, resets_at=NOW + timedelta(days=3))
+    bad = [
+        QuotaWindow(name="burst", pct_used=1e308, updated_at=NOW),
+        QuotaWindow(name="monthly", pct_used=5.0, updated_at=NOW, resets_at=datetime(9999, 1, 1, tzinfo=UTC)),
+    ]
 
-    async def main() -> None:
-        store = Store.open(tmp_path)
-        try:
-            keeper = QuotaKeeper(CFG, store, lambda: NOW)
-            keeper.load()
-            good = QuotaWindow(
-                name="weekly", pct_used=30.0, updated_at=NOW, resets_at=NOW + timedelta(days=3)
-            )
-            bad = [
-                QuotaWindow(name="burst", pct_used=1e308, updated_at=NOW),
-                QuotaWindow(
-                    name="monthly", pct_used=5.0, updated_at=NOW, resets_at=datetime(9999, 1, 1, tzinfo=UTC)
-                ),
-            ]
-            with capture_logs() as logs:
-                keeper.merge_shared(
-                    "claude_code",
-                    [good, *bad],
-                    (datetime(2099, 10, 21, tzinfo=UTC), "429 (via laptop)"),
-                    0.0,
-                    0,
-                )
-            p = keeper.providers["claude_code"]
-            assert set(p.windows) == {"weekly"}
-            assert p.cooldown_until == NOW + LONGEST_WINDOW
-            assert any(e["event"] == "shared reading out of range" for e in logs)
-            await keeper.writer.flush()
-        finally:
-            store.close()
+    def use(keeper: QuotaKeeper) -> None:
+        with capture_logs() as logs:
+            cooldown = (datetime(2099, 10, 21, tzinfo=UTC), "429 (via laptop)")
+            keeper.merge_shared("claude_code", [good, *bad], cooldown, 0.0, 0)
+        p = keeper.providers["claude_code"]
+        assert set(p.windows) == {"weekly"}
+        assert p.cooldown_until == NOW + LONGEST_WINDOW
+        assert any(e["event"] == "shared reading out of range" for e in logs)
 
-    anyio.run(main)
+    with_keeper(tmp_path, use)
 
 
 def test_a_peer_flow_dated_beyond_any_calendar_is_skipped() -> None:
