@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from structlog.testing import capture_logs
 
 from bhoga.protocol import (
+    ProviderKind,
     ProviderQuota,
     ProviderStatus,
     QuotaWindow,
@@ -52,6 +53,8 @@ from bhogad.domain.state import (
     ProviderState,
     apply_poll,
     apply_turn,
+    manual_windows,
+    merge_windows,
     new_provider,
     provider_quota,
     repair,
@@ -313,7 +316,7 @@ def test_a_provider_never_holds_more_than_the_window_cap() -> None:
         }
         apply_turn(p, Turn(provider=PID, model="gpt-5", headers=headers), read_response(headers, now=at), at)
     assert len(p.windows) == MAX_WINDOWS
-    assert {"burst", "weekly"} <= set(p.windows)  # the least recently read went first
+    assert {"burst", "weekly"} <= set(p.windows)  # invented limits went first
     q = calibrate(ProviderQuota(provider_id=PID), {}, now=NOW)
     for batch in range(60):
         headers = {f"x-b{batch}n{i}-primary-used-percent": "50" for i in range(MAX_FAMILIES)}
@@ -544,3 +547,17 @@ def test_a_poll_reading_dated_a_little_ahead_is_dated_now() -> None:
     apply_poll(p, PollResult(at=NOW, availability=OK, windows=[ahead, far]))
     assert set(p.windows) == {"weekly"} and p.windows["weekly"].updated_at == NOW
     assert "reading time" in (p.last_poll_error or "")
+
+
+def test_a_flood_of_invented_limits_cannot_push_out_a_quota_set_by_hand() -> None:
+    p = new_provider(PID)
+    merge_windows(
+        p, manual_windows(SetQuotaParams(provider=PID, pct_remaining=40), ProviderKind.SUBSCRIPTION, NOW)
+    )
+    for batch in range(40):
+        at = NOW + timedelta(minutes=batch + 1)
+        headers = {f"x-f{batch}n{i}-primary-used-percent": "50" for i in range(MAX_FAMILIES)}
+        merge_windows(p, read_response(headers, now=at).windows)
+    assert len(p.windows) == MAX_WINDOWS
+    assert {"burst", "weekly"} <= set(p.windows)
+    assert p.windows["weekly"].source is Source.MANUAL

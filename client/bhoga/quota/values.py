@@ -61,7 +61,7 @@ MAX_AMOUNT: Final = 1e15
 MAX_TOKENS: Final = 1_000_000_000
 #: A window's length in minutes.
 MAX_WINDOW_MIN: Final = int(RESET_HORIZON.total_seconds() // 60)
-#: Windows remembered per provider; the least recently read are forgotten first.
+#: Windows remembered per provider (which go first: ``bhoga.quota.model.cap_windows``).
 MAX_WINDOWS: Final = 64
 #: Extra ``x-<name>-*`` limit families read from one response, and the length of their names.
 MAX_FAMILIES: Final = 8
