@@ -110,17 +110,17 @@ def raw_text(value: object) -> str | None:
 
 def number(value: object) -> float | None:
     """A finite number from an int, float, numeric string or bytes; booleans are not numbers."""
-    kind = type(value)
-    if kind is str:  # the common case (header values): float() itself ignores surrounding space
-        raw: object = value
-    elif kind is float or kind is int:
+    # Header values (text) come first: float() itself ignores surrounding space. ``type() is`` and
+    # not isinstance, so ``True`` is not read as 1.
+    raw: str | float | None
+    if type(value) is str or type(value) is float or type(value) is int:
         raw = value
     else:
         raw = raw_text(value)
         if raw is None:
             return None
     try:
-        result = float(raw)  # type: ignore[arg-type]
+        result = float(raw)
     except ValueError:
         return None
     # float() accepts "nan" and "inf"; neither is a usable count, percent or delay.
