@@ -196,6 +196,7 @@ def test_a_believable_long_cooldown_is_capped_at_the_longest_window() -> None:
         {"retry-after": str(int((RESET_HORIZON).total_seconds()) - 60)}, status_code=429, now=NOW
     )
     assert reading.cooldown_until == NOW + LONGEST_WINDOW
+    assert (reading.cooldown_reason or "").endswith("; capped at 31 days")
     q = mark_throttled(ProviderQuota(provider_id=PID), 1e9, now=NOW)
     assert q.cooldown_until == NOW + LONGEST_WINDOW
     assert mark_throttled(ProviderQuota(provider_id=PID), 1e300, now=NOW).cooldown_until is None

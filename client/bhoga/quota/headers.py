@@ -27,6 +27,7 @@ import msgspec
 from bhoga.protocol import ProviderQuota, ProviderStatus, QuotaWindow, Source, WindowKind
 from bhoga.quota import model
 from bhoga.quota.values import (
+    LONGEST_WINDOW,
     MAX_FAMILIES,
     MAX_FAMILY_NAME,
     after,
@@ -529,9 +530,12 @@ def read_response(
         if stop is not None
     ]
     stop = max(stops, key=lambda s: s.until) if stops else None
+    if stop is not None and (bounded := bound_cooldown(stop.until, now)) < stop.until:
+        # Say so: a person reading `bhoga status` should not wonder why it ends before the server said.
+        stop = _Stop(bounded, f"{stop.reason}; capped at {LONGEST_WINDOW.days} days")
     return HeaderReading(
         windows=windows,
-        cooldown_until=bound_cooldown(stop.until, now) if stop else None,
+        cooldown_until=stop.until if stop else None,
         cooldown_reason=stop.reason if stop else None,
         plan=_label(h.get("x-codex-plan-type")) or (usage_limit.plan if usage_limit else None),
         credits={**_codex_credits(h), **unified.extras},
