@@ -34,7 +34,10 @@ def _status_and_best_work(daemon: DaemonProcess) -> None:
         assert rec is not None and rec.provider_id == "claude_code"
 
 
-@pytest.mark.parametrize("at", ["9999-12-30T00:00:00Z", "1970-01-01T00:00:00Z", "2262-04-11T23:47:16Z"])
+@pytest.mark.parametrize(
+    "at",
+    ["9999-12-30T00:00:00Z", "1970-01-01T00:00:00Z", "2262-04-11T23:47:16Z", "0001-01-01T00:00:00+05:00"],
+)
 def test_a_turn_dated_out_of_range_is_refused_naming_the_field(daemon: DaemonProcess, at: str) -> None:
     with daemon.router() as router:
         router.set_quota("claude_code", 80)

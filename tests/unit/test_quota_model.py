@@ -13,7 +13,7 @@ import math
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -385,6 +385,8 @@ def _record(store_dir: Path, turn: Turn) -> str | None:
         ("at", datetime(9999, 12, 30, tzinfo=UTC)),
         ("at", datetime(1970, 1, 1, tzinfo=UTC)),
         ("at", NOW + timedelta(minutes=6)),
+        ("at", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))),  # before year 1 in UTC
+        ("at", datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5)))),  # after 9999 in UTC
     ],
 )
 def test_a_turn_out_of_range_is_refused_naming_the_field(store_dir: Path, field: str, value: Any) -> None:
@@ -393,7 +395,11 @@ def test_a_turn_out_of_range_is_refused_naming_the_field(store_dir: Path, field:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.datetimes(timezones=st.just(UTC)) | st.datetimes())
+@given(
+    st.datetimes(timezones=st.just(UTC))
+    | st.datetimes()
+    | st.datetimes(timezones=st.builds(timezone, st.timedeltas(-timedelta(hours=23), timedelta(hours=23))))
+)
 def test_any_turn_time_is_refused_or_harmless(store_dir: Path, at: datetime) -> None:
     refused = _record(store_dir, Turn(provider="anthropic_api", model="claude-opus-4", at=at))
     plausible = (

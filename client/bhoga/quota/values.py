@@ -341,7 +341,10 @@ def time_problem(moment: datetime, now: datetime, *, ahead: timedelta) -> str | 
             return None  # the common case, without conversions or text
     except OverflowError:
         pass
-    moment = as_utc(moment)
+    try:
+        moment = as_utc(moment)
+    except OverflowError:  # 0001-01-01 in a zone east of UTC: before year 1 in UTC
+        return f"{moment.isoformat()} is outside the range of times"
     if moment < EARLIEST:
         return f"{moment.isoformat()} is before {EARLIEST.year}"
     limit = shift(as_utc(now), ahead.total_seconds())

@@ -35,6 +35,7 @@ from bhoga.quota.values import (
     CLOCK_SKEW,
     MAX_TOKENS,
     RESET_HORIZON,
+    as_utc,
     model_scope,
     time_problem,
 )
@@ -208,10 +209,11 @@ class QuotaKeeper:
 
     def record_turn(self, turn: Turn) -> tuple[int, Ticket]:
         now = self.clock()
-        if turn.at is not None:
-            # The ledger compares times as UTC text; a naive time is taken to be UTC.
-            turn.at = turn.at.replace(tzinfo=UTC) if turn.at.tzinfo is None else turn.at.astimezone(UTC)
         _check_turn(turn, now)
+        if turn.at is not None:
+            # The ledger compares times as UTC text; a naive time is taken to be UTC. (Checked first:
+            # converting a time at the edge of the calendar can overflow.)
+            turn.at = turn.at.replace(tzinfo=UTC) if turn.at.tzinfo is None else turn.at.astimezone(UTC)
         if turn.at is not None and turn.at > now:
             # Within the clock skew allowed: stored as now, never as a time that has not come.
             turn.at = now
@@ -275,11 +277,10 @@ class QuotaKeeper:
             if value is not None and not 0.0 <= value <= 100.0:
                 raise InvalidInput("out_of_range", f"{name} must be 0–100, got {value}", field=name)
         if params.resets_at is not None:
-            if params.resets_at.tzinfo is None:
-                params.resets_at = params.resets_at.replace(tzinfo=UTC)
             problem = time_problem(params.resets_at, self.clock(), ahead=RESET_HORIZON)
             if problem is not None:
                 raise InvalidInput("out_of_range", f"resets_at {problem}", field="resets_at")
+            params.resets_at = as_utc(params.resets_at)
         p = self.provider(params.provider)
         pcfg = self.cfg.providers.get(params.provider)
         kind = pcfg.kind if pcfg else ProviderKind.API_KEY
