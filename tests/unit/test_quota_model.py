@@ -42,9 +42,12 @@ from bhoga.quota.values import (
     MAX_TOKENS,
     MAX_WINDOWS,
     RESET_HORIZON,
+    mapping,
     window_problem,
 )
 from bhogad import config
+from bhogad.discovery.providers import claude_parse, codex_parse, copilot
+from bhogad.discovery.providers.base import ShapeError
 from bhogad.discovery.providers.openrouter import parse_credits, parse_key
 from bhogad.domain.keeper import InvalidInput, QuotaKeeper
 from bhogad.domain.state import (
@@ -568,3 +571,68 @@ def test_a_flood_of_invented_limits_cannot_push_out_a_quota_set_by_hand() -> Non
     assert len(p.windows) == MAX_WINDOWS
     assert {"burst", "weekly"} <= set(p.windows)
     assert p.windows["weekly"].source is Source.MANUAL
+
+
+# --------------------------------------------------------------------------------------------------
+# Every provider parser, any numbers: only valid state, and a poll error naming what was wrong
+
+
+def _app_server(body: object, now: datetime) -> list[QuotaWindow]:
+    return codex_parse.parse_app_server((mapping(body) or {}).get("result"), now).windows
+
+
+_PARSERS: list[tuple[str, str, Callable[[object, datetime], list[QuotaWindow]]]] = [
+    ("claude_code", "claude-oauth-usage.json", lambda b, now: claude_parse.parse_usage(b, now).windows),
+    ("openai-codex", "codex-wham-usage.json", lambda b, now: codex_parse.parse_usage(b, now).windows),
+    ("openai-codex", "codex-app-server-ratelimits.json", _app_server),
+    (
+        "github-copilot",
+        "copilot-internal-user-overage.json",
+        lambda b, now: copilot.parse_user(b, now).windows,
+    ),
+    ("github-copilot", "copilot-internal-user-free.json", lambda b, now: copilot.parse_user(b, now).windows),
+    ("openrouter", "openrouter-key.json", lambda b, now: [w for w in [parse_key(b, now).window] if w]),
+    ("openrouter", "openrouter-credits.json", lambda b, now: [w for w in [parse_credits(b, now)] if w]),
+]
+_EXTREME = st.sampled_from(
+    [1e308, -1e308, 1e-300, 2**63, -(2**63), 99999999999, 99999999999999, 0, -1, 1e15, 1e16, 10001]
+) | st.floats(allow_nan=False, allow_infinity=False)
+_EXTREME_TIME = st.sampled_from(
+    ["9999-12-30T00:00:00Z", "1970-01-01T00:00:00Z", "0001-01-01T00:00:00+05:00", "2099-10-21", "garbage"]
+)
+
+
+def _perturb(node: Any, draw: Any) -> Any:
+    """The fixture with each number (and ISO time) replaced, at random, by an extreme value."""
+    if isinstance(node, dict):
+        return {k: _perturb(v, draw) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_perturb(v, draw) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int | float) and draw(st.booleans()):
+        return draw(_EXTREME)
+    if isinstance(node, str) and node[:2] in ("19", "20") and draw(st.booleans()):
+        return draw(_EXTREME_TIME)
+    return node
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(_PARSERS), st.data())
+def test_any_provider_numbers_leave_only_valid_state(
+    parser: tuple[str, str, Callable[[object, datetime], list[QuotaWindow]]], data: st.DataObject
+) -> None:
+    pid, fixture, parse = parser
+    body = _perturb(load(fixture), data.draw)
+    try:
+        windows = parse(body, NOW)
+    except ShapeError:
+        return  # refused as a whole: a poll failure of its own
+    p = new_provider(pid)
+    apply_poll(p, PollResult(at=NOW, availability=OK, windows=windows))
+    assert all(window_problem(w, NOW) is None for w in p.windows.values())
+    if len(p.windows) < len(windows):
+        assert "out of range" in (p.last_poll_error or "")
+    for model_id in ("*", "claude-opus-4", "gpt-5"):
+        q = provider_quota(p, CFG.providers.get(pid), CFG, NOW + timedelta(days=3), model_id)
+        msgspec.json.decode(msgspec.json.encode(q), type=ProviderQuota)
