@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bhoga.errors import InvalidParams
-from bhoga.quota.values import LONGEST_WINDOW
+from bhoga.quota.values import LONGEST_WINDOW, MAX_WINDOWS
 from tests.conftest import DaemonProcess
 from tests.fakes.http_server import Reply, serving
 
@@ -34,7 +34,10 @@ def _status_and_best_work(daemon: DaemonProcess) -> None:
         assert rec is not None and rec.provider_id == "claude_code"
 
 
-@pytest.mark.parametrize("at", ["9999-12-30T00:00:00Z", "1970-01-01T00:00:00Z", "2262-04-11T23:47:16Z"])
+@pytest.mark.parametrize(
+    "at",
+    ["9999-12-30T00:00:00Z", "1970-01-01T00:00:00Z", "2262-04-11T23:47:16Z", "0001-01-01T00:00:00+05:00"],
+)
 def test_a_turn_dated_out_of_range_is_refused_naming_the_field(daemon: DaemonProcess, at: str) -> None:
     with daemon.router() as router:
         router.set_quota("claude_code", 80)
@@ -111,3 +114,20 @@ def test_a_provider_answer_out_of_range_is_a_poll_failure_with_a_reason(make_dae
         assert status.returncode == 0, status.stderr
         assert "out of range" in status.stdout
         assert "sk-or-v1-fixture" not in status.stdout + d.log_text()
+
+
+def test_thousands_of_invented_header_families_stay_a_few_windows(daemon: DaemonProcess) -> None:
+    """5,000 ``x-<name>-primary-used-percent`` headers a turn once became 20,000 persisted windows
+    and a 7 MB status."""
+    with daemon.router() as router:
+        router.set_quota("openai-codex", 80)
+        for turn in range(4):
+            flood = {f"x-t{turn}f{i}-primary-used-percent": "50" for i in range(5000)}
+            router.record_turn("openai-codex", "gpt-5", headers=flood, wait=True)
+        windows = router.quotas()["openai-codex:*"].windows
+        assert len(windows) <= MAX_WINDOWS
+        assert {"burst", "weekly"} <= set(windows)  # the quota set by hand is still there
+    daemon.restart()
+    status = daemon.cli("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert len(status.stdout) < 200_000

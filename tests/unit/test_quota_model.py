@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import sqlite3
 import tempfile
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from structlog.testing import capture_logs
 
 from bhoga.protocol import (
+    ProviderKind,
     ProviderQuota,
     ProviderStatus,
     QuotaWindow,
@@ -41,9 +42,12 @@ from bhoga.quota.values import (
     MAX_TOKENS,
     MAX_WINDOWS,
     RESET_HORIZON,
+    mapping,
     window_problem,
 )
 from bhogad import config
+from bhogad.discovery.providers import claude_parse, codex_parse, copilot
+from bhogad.discovery.providers.base import ShapeError
 from bhogad.discovery.providers.openrouter import parse_credits, parse_key
 from bhogad.domain.keeper import InvalidInput, QuotaKeeper
 from bhogad.domain.state import (
@@ -52,10 +56,13 @@ from bhogad.domain.state import (
     ProviderState,
     apply_poll,
     apply_turn,
+    manual_windows,
+    merge_windows,
     new_provider,
     provider_quota,
     repair,
 )
+from bhogad.shared import records
 from bhogad.storage.store import Store
 from tests.fakes.fixtures import load
 
@@ -119,14 +126,15 @@ header_dicts = st.dictionaries(
         max_size=4,
     ),
     st.integers(0, 500),
+    st.sampled_from(["*", "gpt-5", "claude-opus-4-1", "claude-sonnet-4"]),
 )
 def test_calibrate_and_the_daemon_agree_on_the_same_headers(
-    responses: list[tuple[dict[str, str], int, int]], later_s: int
+    responses: list[tuple[dict[str, str], int, int]], later_s: int, model_id: str
 ) -> None:
     """The same responses, in the same order, give the same status, fraction and cooldown whether a
     harness calibrates a ``ProviderQuota`` itself or the daemon folds them into its state. (The span
     stays inside the staleness horizon, which only the daemon knows.)"""
-    q = ProviderQuota(provider_id=PID)
+    q = ProviderQuota(provider_id=PID, model_id=model_id)
     p = new_provider(PID)
     p.detected = OK
     at = NOW
@@ -140,12 +148,15 @@ def test_calibrate_and_the_daemon_agree_on_the_same_headers(
         apply_turn(p, turn, reading, at)
     then = at + timedelta(seconds=later_s)
     refresh_status(q, now=then)
-    daemon = provider_quota(p, CFG.providers[PID], CFG, then)
+    daemon = provider_quota(p, CFG.providers[PID], CFG, then, model_id)
     assert daemon.available
     assert (q.status, q.quota_pct) == (daemon.status, daemon.quota_pct)
     live = q.cooldown_until if q.cooldown_until is not None and q.cooldown_until > then else None
     assert live == daemon.cooldown_until
-    assert set(q.windows) == set(daemon.windows)
+    # The daemon's view for one model lists only the windows that apply to it; the library's quota
+    # keeps every window it was given. The provider-wide views hold the same windows.
+    if model_id == "*":
+        assert set(q.windows) == set(daemon.windows)
 
 
 def test_the_two_old_disagreements_are_settled_the_daemons_way() -> None:
@@ -188,6 +199,7 @@ def test_a_believable_long_cooldown_is_capped_at_the_longest_window() -> None:
         {"retry-after": str(int((RESET_HORIZON).total_seconds()) - 60)}, status_code=429, now=NOW
     )
     assert reading.cooldown_until == NOW + LONGEST_WINDOW
+    assert (reading.cooldown_reason or "").endswith("; capped at 31 days")
     q = mark_throttled(ProviderQuota(provider_id=PID), 1e9, now=NOW)
     assert q.cooldown_until == NOW + LONGEST_WINDOW
     assert mark_throttled(ProviderQuota(provider_id=PID), 1e300, now=NOW).cooldown_until is None
@@ -308,7 +320,7 @@ def test_a_provider_never_holds_more_than_the_window_cap() -> None:
         }
         apply_turn(p, Turn(provider=PID, model="gpt-5", headers=headers), read_response(headers, now=at), at)
     assert len(p.windows) == MAX_WINDOWS
-    assert {"burst", "weekly"} <= set(p.windows)  # the least recently read went first
+    assert {"burst", "weekly"} <= set(p.windows)  # invented limits went first
     q = calibrate(ProviderQuota(provider_id=PID), {}, now=NOW)
     for batch in range(60):
         headers = {f"x-b{batch}n{i}-primary-used-percent": "50" for i in range(MAX_FAMILIES)}
@@ -326,27 +338,42 @@ def store_dir() -> Iterator[Path]:
         yield Path(path)
 
 
-def _record(store_dir: Path, turn: Turn) -> str | None:
-    """Record ``turn`` through a real keeper on a real store; the refused field, or None."""
-    refused: list[str | None] = [None]
+def with_keeper(store_dir: Path, use: Callable[[QuotaKeeper], None]) -> None:
+    """Run ``use`` on a real keeper over a real store in ``store_dir`` (at ``NOW``), then flush."""
 
     async def main() -> None:
         store = Store.open(store_dir)
         try:
             keeper = QuotaKeeper(CFG, store, lambda: NOW)
             keeper.load()
-            try:
-                keeper.record_turn(turn)
-            except InvalidInput as exc:
-                refused[0] = str((exc.data or {}).get("field"))
-            # Whatever happened, every reader still works.
-            keeper.rank("claude-opus-4")
-            msgspec.json.encode(keeper.quotas())
+            use(keeper)
             await keeper.writer.flush()
         finally:
             store.close()
 
     anyio.run(main)
+
+
+def refused_field(attempt: Callable[[], object]) -> str | None:
+    """The field an ``InvalidInput`` named, or ``None`` when ``attempt`` was accepted."""
+    try:
+        attempt()
+    except InvalidInput as exc:
+        return str((exc.data or {}).get("field"))
+    return None
+
+
+def _record(store_dir: Path, turn: Turn) -> str | None:
+    """Record ``turn`` through a real keeper on a real store; the refused field, or None."""
+    refused: list[str | None] = [None]
+
+    def use(keeper: QuotaKeeper) -> None:
+        refused[0] = refused_field(lambda: keeper.record_turn(turn))
+        # Whatever happened, every reader still works.
+        keeper.rank("claude-opus-4")
+        msgspec.json.encode(keeper.quotas())
+
+    with_keeper(store_dir, use)
     return refused[0]
 
 
@@ -361,6 +388,8 @@ def _record(store_dir: Path, turn: Turn) -> str | None:
         ("at", datetime(9999, 12, 30, tzinfo=UTC)),
         ("at", datetime(1970, 1, 1, tzinfo=UTC)),
         ("at", NOW + timedelta(minutes=6)),
+        ("at", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))),  # before year 1 in UTC
+        ("at", datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5)))),  # after 9999 in UTC
     ],
 )
 def test_a_turn_out_of_range_is_refused_naming_the_field(store_dir: Path, field: str, value: Any) -> None:
@@ -369,7 +398,11 @@ def test_a_turn_out_of_range_is_refused_naming_the_field(store_dir: Path, field:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.datetimes(timezones=st.just(UTC)) | st.datetimes())
+@given(
+    st.datetimes(timezones=st.just(UTC))
+    | st.datetimes()
+    | st.datetimes(timezones=st.builds(timezone, st.timedeltas(-timedelta(hours=23), timedelta(hours=23))))
+)
 def test_any_turn_time_is_refused_or_harmless(store_dir: Path, at: datetime) -> None:
     refused = _record(store_dir, Turn(provider="anthropic_api", model="claude-opus-4", at=at))
     plausible = (
@@ -477,21 +510,129 @@ def test_any_stored_record_repairs_into_one_every_reader_can_use(
 )
 def test_set_quota_resets_at_is_bounded(store_dir: Path, resets_at: datetime, refused: bool) -> None:
     field: list[str | None] = [None]
+    params = SetQuotaParams(provider="claude_code", pct_remaining=50, resets_at=resets_at)
 
-    async def main() -> None:
-        store = Store.open(store_dir)
-        try:
-            keeper = QuotaKeeper(CFG, store, lambda: NOW)
-            keeper.load()
-            try:
-                keeper.set_quota(
-                    SetQuotaParams(provider="claude_code", pct_remaining=50, resets_at=resets_at)
-                )
-            except InvalidInput as exc:
-                field[0] = str((exc.data or {}).get("field"))
-            await keeper.writer.flush()
-        finally:
-            store.close()
+    def use(keeper: QuotaKeeper) -> None:
+        field[0] = refused_field(lambda: keeper.set_quota(params))
 
-    anyio.run(main)
+    with_keeper(store_dir, use)
     assert field[0] == ("resets_at" if refused else None)
+
+
+def test_another_machines_readings_pass_the_same_boundary(tmp_path: Path) -> None:
+    """Shared state brings other machines' readings in; a bug (or a hostile writer) there must not
+    put out-of-range values here any more than a provider could."""
+    good = QuotaWindow(name="weekly", pct_used=30.0, updated_at=NOW, resets_at=NOW + timedelta(days=3))
+    bad = [
+        QuotaWindow(name="burst", pct_used=1e308, updated_at=NOW),
+        QuotaWindow(name="monthly", pct_used=5.0, updated_at=NOW, resets_at=datetime(9999, 1, 1, tzinfo=UTC)),
+    ]
+
+    def use(keeper: QuotaKeeper) -> None:
+        with capture_logs() as logs:
+            cooldown = (datetime(2099, 10, 21, tzinfo=UTC), "429 (via laptop)")
+            keeper.merge_shared("claude_code", [good, *bad], cooldown, 0.0, 0)
+        p = keeper.providers["claude_code"]
+        assert set(p.windows) == {"weekly"}
+        assert p.cooldown_until == NOW + LONGEST_WINDOW
+        assert any(e["event"] == "shared reading out of range" for e in logs)
+
+    with_keeper(tmp_path, use)
+
+
+def test_a_peer_flow_dated_beyond_any_calendar_is_skipped() -> None:
+    fields = {
+        b"laptop": msgspec.msgpack.encode(records.Flow(per_h=100.0, consumed=5, at_ms=2**62)),
+        b"desk": msgspec.msgpack.encode(records.Flow(per_h=50.0, consumed=7, at_ms=records.ms(NOW))),
+    }
+    assert records.sum_peer_flows(fields, "here", NOW) == (50.0, 7)
+
+
+def test_a_poll_reading_dated_a_little_ahead_is_dated_now() -> None:
+    p = new_provider(PID)
+    ahead = QuotaWindow(
+        name="weekly", pct_used=10.0, updated_at=NOW + timedelta(minutes=2), source=Source.CLI
+    )
+    far = QuotaWindow(name="burst", pct_used=10.0, updated_at=NOW + timedelta(hours=2), source=Source.CLI)
+    apply_poll(p, PollResult(at=NOW, availability=OK, windows=[ahead, far]))
+    assert set(p.windows) == {"weekly"} and p.windows["weekly"].updated_at == NOW
+    assert "reading time" in (p.last_poll_error or "")
+
+
+def test_a_flood_of_invented_limits_cannot_push_out_a_quota_set_by_hand() -> None:
+    p = new_provider(PID)
+    merge_windows(
+        p, manual_windows(SetQuotaParams(provider=PID, pct_remaining=40), ProviderKind.SUBSCRIPTION, NOW)
+    )
+    for batch in range(40):
+        at = NOW + timedelta(minutes=batch + 1)
+        headers = {f"x-f{batch}n{i}-primary-used-percent": "50" for i in range(MAX_FAMILIES)}
+        merge_windows(p, read_response(headers, now=at).windows)
+    assert len(p.windows) == MAX_WINDOWS
+    assert {"burst", "weekly"} <= set(p.windows)
+    assert p.windows["weekly"].source is Source.MANUAL
+
+
+# --------------------------------------------------------------------------------------------------
+# Every provider parser, any numbers: only valid state, and a poll error naming what was wrong
+
+
+def _app_server(body: object, now: datetime) -> list[QuotaWindow]:
+    return codex_parse.parse_app_server((mapping(body) or {}).get("result"), now).windows
+
+
+_PARSERS: list[tuple[str, str, Callable[[object, datetime], list[QuotaWindow]]]] = [
+    ("claude_code", "claude-oauth-usage.json", lambda b, now: claude_parse.parse_usage(b, now).windows),
+    ("openai-codex", "codex-wham-usage.json", lambda b, now: codex_parse.parse_usage(b, now).windows),
+    ("openai-codex", "codex-app-server-ratelimits.json", _app_server),
+    (
+        "github-copilot",
+        "copilot-internal-user-overage.json",
+        lambda b, now: copilot.parse_user(b, now).windows,
+    ),
+    ("github-copilot", "copilot-internal-user-free.json", lambda b, now: copilot.parse_user(b, now).windows),
+    ("openrouter", "openrouter-key.json", lambda b, now: [w for w in [parse_key(b, now).window] if w]),
+    ("openrouter", "openrouter-credits.json", lambda b, now: [w for w in [parse_credits(b, now)] if w]),
+]
+_EXTREME = st.sampled_from(
+    [1e308, -1e308, 1e-300, 2**63, -(2**63), 99999999999, 99999999999999, 0, -1, 1e15, 1e16, 10001]
+) | st.floats(allow_nan=False, allow_infinity=False)
+_EXTREME_TIME = st.sampled_from(
+    ["9999-12-30T00:00:00Z", "1970-01-01T00:00:00Z", "0001-01-01T00:00:00+05:00", "2099-10-21", "garbage"]
+)
+
+
+def _perturb(node: Any, draw: Any) -> Any:
+    """The fixture with each number (and ISO time) replaced, at random, by an extreme value."""
+    if isinstance(node, dict):
+        return {k: _perturb(v, draw) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_perturb(v, draw) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int | float) and draw(st.booleans()):
+        return draw(_EXTREME)
+    if isinstance(node, str) and node[:2] in ("19", "20") and draw(st.booleans()):
+        return draw(_EXTREME_TIME)
+    return node
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(_PARSERS), st.data())
+def test_any_provider_numbers_leave_only_valid_state(
+    parser: tuple[str, str, Callable[[object, datetime], list[QuotaWindow]]], data: st.DataObject
+) -> None:
+    pid, fixture, parse = parser
+    body = _perturb(load(fixture), data.draw)
+    try:
+        windows = parse(body, NOW)
+    except ShapeError:
+        return  # refused as a whole: a poll failure of its own
+    p = new_provider(pid)
+    apply_poll(p, PollResult(at=NOW, availability=OK, windows=windows))
+    assert all(window_problem(w, NOW) is None for w in p.windows.values())
+    if len(p.windows) < len(windows):
+        assert "out of range" in (p.last_poll_error or "")
+    for model_id in ("*", "claude-opus-4", "gpt-5"):
+        q = provider_quota(p, CFG.providers.get(pid), CFG, NOW + timedelta(days=3), model_id)
+        msgspec.json.decode(msgspec.json.encode(q), type=ProviderQuota)

@@ -27,6 +27,7 @@ import msgspec
 from bhoga.protocol import ProviderQuota, ProviderStatus, QuotaWindow, Source, WindowKind
 from bhoga.quota import model
 from bhoga.quota.values import (
+    LONGEST_WINDOW,
     MAX_FAMILIES,
     MAX_FAMILY_NAME,
     after,
@@ -529,9 +530,12 @@ def read_response(
         if stop is not None
     ]
     stop = max(stops, key=lambda s: s.until) if stops else None
+    if stop is not None and (bounded := bound_cooldown(stop.until, now)) < stop.until:
+        # Say so: a person reading `bhoga status` should not wonder why it ends before the server said.
+        stop = _Stop(bounded, f"{stop.reason}; capped at {LONGEST_WINDOW.days} days")
     return HeaderReading(
         windows=windows,
-        cooldown_until=bound_cooldown(stop.until, now) if stop else None,
+        cooldown_until=stop.until if stop else None,
         cooldown_reason=stop.reason if stop else None,
         plan=_label(h.get("x-codex-plan-type")) or (usage_limit.plan if usage_limit else None),
         credits={**_codex_credits(h), **unified.extras},
@@ -546,12 +550,13 @@ def read_response(
 def _utc_window(w: QuotaWindow) -> QuotaWindow:
     # The library's callers may hold naive datetimes (state written by the old library); the model
     # compares aware UTC only, so convert once here, at the library's boundary.
-    if all(t is None or t.tzinfo is UTC for t in (w.updated_at, w.resets_at)):
+    updated, resets = w.updated_at, w.resets_at
+    if (updated is None or updated.tzinfo is UTC) and (resets is None or resets.tzinfo is UTC):
         return w
     return msgspec.structs.replace(
         w,
-        updated_at=_as_utc(w.updated_at) if w.updated_at is not None else None,
-        resets_at=_as_utc(w.resets_at) if w.resets_at is not None else None,
+        updated_at=_as_utc(updated) if updated is not None else None,
+        resets_at=_as_utc(resets) if resets is not None else None,
     )
 
 

@@ -183,21 +183,23 @@ def supersedes(new: QuotaWindow, held: QuotaWindow | None) -> bool:
 
 
 def cap_windows(windows: MutableMapping[str, QuotaWindow], limit: int = MAX_WINDOWS) -> list[str]:
-    """Forget the least recently read windows beyond ``limit``; returns the keys forgotten.
+    """Forget windows beyond ``limit``; returns the keys forgotten.
 
     A response can name limits of its own making (``x-<anything>-primary-used-percent``); without a
-    cap they would pile up in state forever. The ones read longest ago go first, so what the latest
-    poll and responses said stays.
+    cap they would pile up in state forever. Limits that no model maps to (``limit:<id>`` scopes,
+    which is what such inventions become) go first, then the windows read longest ago, so a flood
+    of invented names cannot push out the account's real windows or a quota set by hand.
     """
     if len(windows) <= limit:
         return []
-    floor = datetime.min.replace(tzinfo=None)
+    floor = datetime.min
 
-    def age(key: str) -> tuple[bool, datetime]:
-        at = windows[key].updated_at
-        return (at is not None, at.replace(tzinfo=None) if at is not None else floor)
+    def keep_first(key: str) -> tuple[bool, bool, datetime]:
+        w = windows[key]
+        at = w.updated_at
+        return (not w.scope.startswith("limit:"), at is not None, at.replace(tzinfo=None) if at else floor)
 
-    dropped = sorted(windows, key=age)[: len(windows) - limit]
+    dropped = sorted(windows, key=keep_first)[: len(windows) - limit]
     for key in dropped:
         del windows[key]
     return dropped

@@ -21,7 +21,7 @@ The bounds, and why (README "Where the numbers come from" documents them):
 * A cooldown never lasts longer than :data:`LONGEST_WINDOW` from now, whatever a server says.
 * Percent used is finite, not negative, and at most :data:`MAX_PCT` (overage such as Copilot's
   101.33 % stays visible; 10 000 % is far beyond any real overage).
-* Raw amounts (token or request limits, USD) are finite and at most :data:`MAX_AMOUNT`.
+* Raw amounts (token or request limits, USD) are finite and at most :data:`MAX_AMOUNT` in size.
 * Token counts of one turn are at most :data:`MAX_TOKENS` per field, so the ledger's int64 sums
   hold billions of maximal turns and real ones for millennia. Window lengths are at most the horizon.
 * A provider holds at most :data:`MAX_WINDOWS` windows, and one response's headers describe at most
@@ -61,7 +61,7 @@ MAX_AMOUNT: Final = 1e15
 MAX_TOKENS: Final = 1_000_000_000
 #: A window's length in minutes.
 MAX_WINDOW_MIN: Final = int(RESET_HORIZON.total_seconds() // 60)
-#: Windows remembered per provider; the least recently read are forgotten first.
+#: Windows remembered per provider (which go first: ``bhoga.quota.model.cap_windows``).
 MAX_WINDOWS: Final = 64
 #: Extra ``x-<name>-*`` limit families read from one response, and the length of their names.
 MAX_FAMILIES: Final = 8
@@ -110,16 +110,19 @@ def raw_text(value: object) -> str | None:
 
 def number(value: object) -> float | None:
     """A finite number from an int, float, numeric string or bytes; booleans are not numbers."""
-    if type(value) is float or type(value) is int:
-        result = float(value)
+    # Header values (text) come first: float() itself ignores surrounding space. ``type() is`` and
+    # not isinstance, so ``True`` is not read as 1.
+    raw: str | float | None
+    if type(value) is str or type(value) is float or type(value) is int:
+        raw = value
     else:
-        text_ = raw_text(value)
-        if text_ is None:
+        raw = raw_text(value)
+        if raw is None:
             return None
-        try:
-            result = float(text_)
-        except ValueError:
-            return None
+    try:
+        result = float(raw)
+    except ValueError:
+        return None
     # float() accepts "nan" and "inf"; neither is a usable count, percent or delay.
     return result if math.isfinite(result) else None
 
@@ -333,7 +336,15 @@ def retry_after(value: object, now: datetime) -> datetime | None:
 
 def time_problem(moment: datetime, now: datetime, *, ahead: timedelta) -> str | None:
     """Why ``moment`` cannot be true (before 2000, or more than ``ahead`` after ``now``), else ``None``."""
-    moment = as_utc(moment)
+    try:
+        if moment.tzinfo is UTC and now.tzinfo is UTC and EARLIEST <= moment <= now + ahead:
+            return None  # the common case, without conversions or text
+    except OverflowError:
+        pass
+    try:
+        moment = as_utc(moment)
+    except OverflowError:  # 0001-01-01 in a zone east of UTC: before year 1 in UTC
+        return f"{moment.isoformat()} is outside the range of times"
     if moment < EARLIEST:
         return f"{moment.isoformat()} is before {EARLIEST.year}"
     limit = shift(as_utc(now), ahead.total_seconds())
@@ -355,25 +366,48 @@ def bound_cooldown(until: datetime, now: datetime) -> datetime:
     return min(as_utc(until), limit) if limit is not None else as_utc(until)
 
 
-def amount_problem(name: str, value: float | None, high: float) -> str | None:
+def amount_problem(name: str, value: float | None, high: float, low: float = 0.0) -> str | None:
+    """Why ``value`` is no usable amount (not finite, outside ``low``–``high``), else ``None``."""
     if value is None:
         return None
     if not math.isfinite(value):
         return f"{name} {value} is not a finite number"
-    if not 0.0 <= value <= high:
-        return f"{name} {value:g} is outside 0–{high:g}"
+    if not low <= value <= high:
+        return f"{name} {value:g} is outside {low:g}–{high:g}"
     return None
 
 
 def window_problem(w: QuotaWindow, now: datetime) -> str | None:
     """Why this window cannot be a true reading, else ``None``: the one rule every source passes."""
+    # The common case (every window of every recorded turn: aware UTC times, plain numbers) is
+    # answered without building any text; anything else takes the careful path.
+    resets, updated = w.resets_at, w.updated_at
+    try:
+        plain = (
+            0 < len(w.name) <= MAX_NAME
+            and 0 < len(w.scope) <= MAX_NAME
+            and 0.0 <= w.pct_used <= MAX_PCT
+            and (w.limit is None or -MAX_AMOUNT <= w.limit <= MAX_AMOUNT)
+            and (w.remaining is None or -MAX_AMOUNT <= w.remaining <= MAX_AMOUNT)
+            and (w.window_min is None or 0 < w.window_min <= MAX_WINDOW_MIN)
+            and now.tzinfo is UTC
+            and (resets is None or (resets.tzinfo is UTC and EARLIEST <= resets <= now + RESET_HORIZON))
+            and (updated is None or (updated.tzinfo is UTC and EARLIEST <= updated <= now + CLOCK_SKEW))
+        )
+    except OverflowError:  # ``now`` within a month of year 9999
+        plain = False
+    return None if plain else _window_problem(w, now)
+
+
+def _window_problem(w: QuotaWindow, now: datetime) -> str | None:
     what = f"window {w.name[:MAX_NAME]!r}"
     if not w.name or len(w.name) > MAX_NAME or len(w.scope) > MAX_NAME or not w.scope:
         return f"{what} has an empty or over-long name or scope"
     problem = (
         amount_problem("percent used", w.pct_used, MAX_PCT)
-        or amount_problem("limit", w.limit, MAX_AMOUNT)
-        or amount_problem("remaining", w.remaining, MAX_AMOUNT)
+        # An overdrawn account (Copilot overage) may report a negative remainder.
+        or amount_problem("limit", w.limit, MAX_AMOUNT, -MAX_AMOUNT)
+        or amount_problem("remaining", w.remaining, MAX_AMOUNT, -MAX_AMOUNT)
     )
     if problem is None and w.window_min is not None and not 0 < w.window_min <= MAX_WINDOW_MIN:
         problem = f"length {w.window_min} min is outside 1–{MAX_WINDOW_MIN}"

@@ -43,6 +43,7 @@ from bhoga.quota.values import (
     MAX_TOKENS,
     MAX_WINDOWS,
     RESET_HORIZON,
+    as_utc,
     model_scope,
     time_problem,
     window_problem,
@@ -56,6 +57,7 @@ from bhogad.domain.state import (
     ProviderState,
     apply_poll,
     apply_turn,
+    checked_windows,
     clear_cooldown,
     extend_cooldown,
     manual_windows,
@@ -267,10 +269,11 @@ class QuotaKeeper:
             turn.agent = None
         if turn.session == "":
             turn.session = None
-        if turn.at is not None:
-            # The ledger compares times as UTC text; a naive time is taken to be UTC.
-            turn.at = turn.at.replace(tzinfo=UTC) if turn.at.tzinfo is None else turn.at.astimezone(UTC)
         _check_turn(turn, now)
+        if turn.at is not None:
+            # The ledger compares times as UTC text; a naive time is taken to be UTC. (Checked first:
+            # converting a time at the edge of the calendar can overflow.)
+            turn.at = turn.at.replace(tzinfo=UTC) if turn.at.tzinfo is None else turn.at.astimezone(UTC)
         if turn.at is not None and turn.at > now:
             # Within the clock skew allowed: stored as now, never as a time that has not come.
             turn.at = now
@@ -361,11 +364,10 @@ class QuotaKeeper:
             if value is not None and not 0.0 <= value <= 100.0:
                 raise OutOfRange(name, f"{name} must be 0–100, got {value}")
         if params.resets_at is not None:
-            if params.resets_at.tzinfo is None:
-                params.resets_at = params.resets_at.replace(tzinfo=UTC)
             problem = time_problem(params.resets_at, self.clock(), ahead=RESET_HORIZON)
             if problem is not None:
                 raise OutOfRange("resets_at", f"resets_at {problem}")
+            params.resets_at = as_utc(params.resets_at)
         p = self.provider(params.provider)
         pcfg = self.cfg.providers.get(params.provider)
         kind = pcfg.kind if pcfg else ProviderKind.API_KEY
@@ -517,9 +519,14 @@ class QuotaKeeper:
         p = self.providers.get(pid)
         if p is None:
             return
+        now = self.clock()
+        # Another machine's readings are as untrusted as a provider's: out of range, they are left out.
+        windows, problem = checked_windows(windows, now)
+        if problem is not None:
+            log.warning("shared reading out of range", provider=pid, error=problem)
         changed = merge_windows(p, windows)
-        if cooldown is not None and cooldown[0] > self.clock():
-            changed = extend_cooldown(p, *cooldown, self.clock()) or changed
+        if cooldown is not None and cooldown[0] > now:
+            changed = extend_cooldown(p, cooldown[0], cooldown[1], now) or changed
         if (p.peer_flow_per_h, p.peer_consumed) != (peer_flow_per_h, peer_consumed):
             p.peer_flow_per_h, p.peer_consumed = peer_flow_per_h, peer_consumed
             self.version += 1  # pace ranks with the fleet's burn; nothing a subscriber shows

@@ -178,10 +178,14 @@ def checked_windows(windows: list[QuotaWindow], now: datetime) -> tuple[list[Quo
     problems: list[str] = []
     for w in windows:
         problem = window_problem(w, now)
-        if problem is None:
-            good.append(w)
-        else:
+        if problem is not None:
             problems.append(problem)
+        elif w.updated_at is not None and w.updated_at > now:
+            # Within the clock skew allowed (a CLI's or another machine's clock a little ahead): dated
+            # now, never by a time that has not come, so it cannot outrank the next real reading.
+            good.append(msgspec.structs.replace(w, updated_at=now))
+        else:
+            good.append(w)
     if len(good) > MAX_WINDOWS:
         problems.append(f"{len(good)} windows, more than the {MAX_WINDOWS} a provider may have")
         good = good[:MAX_WINDOWS]

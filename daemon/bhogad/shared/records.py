@@ -96,7 +96,11 @@ def ms(at: datetime) -> int:
 
 
 def from_ms(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1000, UTC)
+    """A time another machine wrote; one no datetime can hold is a ``ValueError`` like any bad value."""
+    try:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    except (OverflowError, OSError) as exc:
+        raise ValueError(f"{value} ms is not a time") from exc
 
 
 def window_fields(w: QuotaWindow, device: str, now: datetime) -> tuple[float, int, int, bytes, int]:
@@ -161,7 +165,11 @@ def sum_peer_flows(fields: dict[bytes, bytes], own_device: str, now: datetime) -
             continue
         if not (0.0 <= flow.per_h < 1e12 and 0 <= flow.consumed < 2**53):
             continue
+        try:
+            at = from_ms(flow.at_ms)
+        except ValueError:
+            continue
         consumed += flow.consumed
-        if (now - from_ms(flow.at_ms)).total_seconds() <= FLOW_FRESH_S:
+        if (now - at).total_seconds() <= FLOW_FRESH_S:
             per_h += flow.per_h
     return per_h, consumed

@@ -444,7 +444,7 @@ class SharedSync:
             name = raw.decode(errors="replace")
             if name == self.device:
                 continue
-            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, ValueError):
                 peers[name] = records.from_ms(msgspec.msgpack.decode(value, type=records.Heartbeat).at_ms)
         self.peers = peers
 
