@@ -169,3 +169,23 @@ def test_when_every_connection_is_busy_a_newcomer_is_told_overloaded(make_daemon
         for i, c in enumerate(busy):
             assert c.reply()["id"] == i
         assert Raw(d.socket).ask(hello(9))["id"] == 9
+
+
+def test_deep_nesting_and_bad_utf8_are_answered_in_line_with_the_requests_around_them(
+    make_daemon: Any,
+) -> None:
+    d: DaemonProcess = make_daemon(PATIENT)
+    c = Raw(d.socket)
+    deep = b"[" * 1000 + b"]" * 1000
+    bad = b'{"jsonrpc":"2.0","method":"daemon.hello","id":5,"x":"\xc3\x28"}'
+    # All in one write, as a pipelining client sends them: each gets its answer, in order.
+    c.send(hello(1) + deep + b"\n" + hello(2) + bad + b"\n" + hello(3))
+    assert c.reply()["id"] == 1
+    too_deep = c.reply()
+    assert too_deep["id"] is None and too_deep["error"]["code"] == -32600
+    assert too_deep["error"]["data"]["kind"] == "too_deep"
+    assert c.reply()["id"] == 2
+    not_utf8 = c.reply()
+    assert not_utf8["error"]["code"] == -32700 and not_utf8["error"]["data"]["kind"] == "invalid_utf8"
+    assert c.reply()["id"] == 3  # the connection is still in step
+    assert "RecursionError" not in d.log_text()
