@@ -296,7 +296,7 @@ def _no_newline(data: bytes) -> bytes:
 
 @st.composite
 def frames(draw: st.DrawFn) -> Frame:
-    kind = draw(st.sampled_from(["request"] * 6 + ["batch"] * 2 + ["bytes", "utf8", "deep"]))
+    kind = draw(st.sampled_from(["request"] * 5 + ["batch"] * 2 + ["bytes", "utf8", "deep", "deep"]))
     if kind == "request":
         return Frame(_no_newline(dump(draw(request())).encode()))
     if kind == "batch":
@@ -309,7 +309,11 @@ def frames(draw: st.DrawFn) -> Frame:
         bad = draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80", b"\x80"]))
         at = draw(st.integers(0, len(good)))
         return Frame(good[:at] + bad + good[at:], exact=-32700)
-    depth = draw(st.integers(MAX_JSON_DEPTH + 1, 5000))
+    # Just past the bound, and past where the decoder itself would give up (about 1,000).
+    depth = draw(
+        st.sampled_from([MAX_JSON_DEPTH + 1, 999, 1000, 1001, 3000, 100_000])
+        | st.integers(MAX_JSON_DEPTH + 1, 5000)
+    )
     opener = draw(st.sampled_from(["[", '{"a":']))
     closer = "]" if opener == "[" else "}"
     inner = "[" * depth + "]" * depth if opener == "[" else opener * depth + "1" + closer * depth
