@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from bhoga.codec import LineReader, LineTooLong, nesting_exceeds, valid_utf8
+from bhogad.domain.errors import BadPeriod, InvalidInput, OutOfRange, StorageFailed, UnknownProvider
 from bhogad.rpc.dispatch import Call, Dispatcher, MethodSpec, RpcError
 
 
@@ -97,6 +98,41 @@ def test_batch_mixing_inline_and_async_keeps_every_reply() -> None:
         '{"jsonrpc":"2.0","method":"echo","params":["c"]}]'
     )
     assert sorted((r["id"], r["result"]) for r in replies) == [(1, "A"), (2, "b")]
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "data"),
+    [
+        (OutOfRange("limit", "limit must be 1–10000"), -32602, {"kind": "out_of_range", "field": "limit"}),
+        (UnknownProvider("nope", ["a", "b"]), -32602, {"kind": "unknown_provider", "known": ["a", "b"]}),
+        (
+            InvalidInput("invalid_model", "model must be a non-empty string"),
+            -32602,
+            {"kind": "invalid_model"},
+        ),
+        (BadPeriod("unknown period"), -32602, {"kind": "bad_period", "field": "period"}),
+        (StorageFailed("storage failed: disk I/O error"), -32000, {"kind": "storage_failed"}),
+    ],
+)
+def test_domain_errors_get_their_wire_code_in_one_place(raised: Exception, code: int, data: Any) -> None:
+    """The domain raises its own errors, with no codes; the RPC layer alone decides the reply."""
+
+    def fail(params: None, call: Call) -> None:
+        raise raised
+
+    async def fail_later(params: None, call: Call) -> None:
+        await asyncio.sleep(0)
+        raise raised
+
+    dispatcher = Dispatcher({"fail": MethodSpec(None, fail), "later": MethodSpec(None, fail_later)})
+    for method in ("fail", "later"):
+        outcome = dispatcher.handle_line(f'{{"jsonrpc":"2.0","method":"{method}","id":7}}'.encode(), None)
+        if outcome is not None and not isinstance(outcome, bytes):
+            outcome = asyncio.run(_await(outcome))
+        assert outcome is not None
+        reply = json.loads(outcome)
+        assert reply["id"] == 7 and reply["error"]["code"] == code, reply
+        assert reply["error"]["data"] == data and reply["error"]["message"] == str(raised)
 
 
 def _depth(value: Any) -> int:

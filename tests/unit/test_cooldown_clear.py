@@ -24,9 +24,7 @@ def _window(name: str, scope: str, kind: WindowKind, pct_used: float = 100.0) ->
 
 def _state() -> ProviderState:
     p = ProviderState(id="anthropic_api")
-    assert extend_cooldown(
-        p, NOW + timedelta(days=20), "429 rate limited (retry-after 1728000s)", NOW, since=NOW
-    )
+    extend_cooldown(p, NOW + timedelta(days=400), "429 rate limited (retry-after 34560000s)", NOW)
     for w in (
         _window("requests", "*", WindowKind.RATE),
         _window("tokens", "claude-opus-4", WindowKind.RATE),
@@ -41,7 +39,8 @@ def _state() -> ProviderState:
 def test_whole_provider_lifts_cooldown_and_every_empty_bucket_but_no_quota() -> None:
     p = _state()
     lifted = clear_cooldown(p, "*", NOW)
-    assert lifted[0].startswith("cooldown until 2026-10-14 12:00 UTC (429") and len(lifted) == 4
+    # 400 days were asked for; a cooldown is bounded to 31 days from when it was set.
+    assert lifted[0].startswith("cooldown until 2026-10-25") and len(lifted) == 4
     assert p.cooldown_until is None and p.cooldown_since is None
     assert set(p.windows) == {"weekly"}  # an exhausted week is the account's fact, not a cooldown
     assert "claude-opus-4" in p.model_failures  # health is per model: only a model clear forgets it
@@ -60,5 +59,5 @@ def test_nothing_running_lifts_nothing() -> None:
     p.windows["tokens"] = _window("tokens", "*", WindowKind.RATE, pct_used=40.0)
     assert clear_cooldown(p, "*", NOW) == [] and "tokens" in p.windows
     expired = ProviderState(id="y")
-    expired.cooldown_until, expired.cooldown_reason = NOW - timedelta(seconds=1), "old"
+    extend_cooldown(expired, NOW - timedelta(seconds=1), "old", NOW - timedelta(hours=1))
     assert clear_cooldown(expired, "*", NOW) == [] and expired.cooldown_until is None

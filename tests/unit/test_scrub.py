@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from hypothesis import given, settings, strategies as st
 
 from bhoga.protocol import QuotaWindow, Source, WindowKind
-from bhogad.discovery.providers.base import Kind, Outcome, scrub, scrub_text
-from bhogad.domain.state import Availability
+from bhogad.discovery.providers.base import Kind, scrub, scrub_text
+from bhogad.domain.state import Availability, PollResult
 
 TOKEN = "sk-ant-oat01-Zq8pL3vW9xR2mK7nB4cT6yH1jF5gD0sA"
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
@@ -27,12 +27,13 @@ def test_whole_cut_short_and_lower_cased_echoes_are_all_scrubbed() -> None:
     assert scrub_text(plain, [TOKEN]) is plain and scrub_text(plain, ["abc"]) is plain
 
 
-def test_every_string_of_an_outcome_is_scrubbed_and_clean_ones_stay_the_same_objects() -> None:
+def test_every_string_of_a_poll_result_is_scrubbed_and_clean_ones_stay_the_same_objects() -> None:
     window = QuotaWindow(
         name=f"weekly-{TOKEN[:30]}", scope=TOKEN.lower()[:40], source=Source.OAUTH, kind=WindowKind.QUOTA
     )
     clean = QuotaWindow(name="burst", pct_used=10.0, updated_at=NOW, source=Source.OAUTH)
-    outcome = Outcome(
+    outcome = PollResult(
+        at=NOW,
         availability=Availability(available=True, reason=f"signed in ({TOKEN})"),
         windows=[clean, window],
         error=f"server said: {TOKEN[5:]}",
@@ -43,7 +44,7 @@ def test_every_string_of_an_outcome_is_scrubbed_and_clean_ones_stay_the_same_obj
     assert TOKEN[12:24].lower() not in text and "[redacted]" in text
     assert out.windows[0] is clean and out.windows[1].source is Source.OAUTH and out.kind is Kind.PROTOCOL
     assert out.availability.reason == "signed in ([redacted])"
-    untouched = Outcome(availability=Availability(available=True, reason="ok"), windows=[clean])
+    untouched = PollResult(at=NOW, availability=Availability(available=True, reason="ok"), windows=[clean])
     assert scrub(untouched, [TOKEN]) is untouched and scrub(outcome, []) is outcome
 
 

@@ -12,27 +12,25 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
-import msgspec
-
+from bhoga import operations as ops
+from bhoga.cli.common import ExitCode, print_json
+from bhoga.cli.render import render_status
 from bhoga.client import Router
-from bhoga.protocol import ClearCooldownParams, CooldownCleared, Method
+from bhoga.protocol import ClearCooldownParams
 
 
 def cmd_cooldown(args: argparse.Namespace, router: Router, out: TextIO) -> int:
-    from bhoga.cli.main import _print_json, render_status
-
-    params = ClearCooldownParams(provider=args.provider, model=args.model)
-    result: CooldownCleared = router.call(Method.CLEAR_COOLDOWN, msgspec.to_builtins(params), CooldownCleared)
+    result = router.call(ops.CLEAR_COOLDOWN, ClearCooldownParams(provider=args.provider, model=args.model))
     if args.json:
-        _print_json(result, out)
-        return 0
+        print_json(result, out)
+        return ExitCode.OK
     what = args.provider if args.model == "*" else f"{args.provider} for {args.model}"
     if result.cleared:
         out.write(f"{what}: lifted {'; '.join(result.cleared)}\n")
     else:
         out.write(f"{what}: nothing to clear (no cooldown was running)\n")
     out.write(render_status([result.quota], datetime.now(UTC)))
-    return 0
+    return ExitCode.OK
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:

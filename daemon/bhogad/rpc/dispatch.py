@@ -18,6 +18,10 @@ import structlog
 
 from bhoga import codec
 from bhoga.protocol import MAX_BATCH, MAX_JSON_DEPTH, ErrorCode, ErrorObject, IncomingRequest
+from bhogad.domain.errors import DomainError
+from bhogad.rpc.errors import RpcError, error_object
+
+__all__ = ["Call", "Dispatcher", "MethodSpec", "RpcError", "error"]
 
 log = structlog.get_logger("bhogad.rpc.dispatch")
 
@@ -35,19 +39,6 @@ class Call:
 
 #: A handler returns its result, or a coroutine for it when it must wait for something.
 Handler = Callable[[Any, Call], Any]
-
-
-class RpcError(Exception):
-    """Raised by handlers for an error reply with a stable ``data.kind``."""
-
-    def __init__(self, code: int, message: str, kind: str, **data: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.kind = kind
-        self.data = data
-
-    def to_object(self) -> ErrorObject:
-        return ErrorObject(code=self.code, message=str(self), data={"kind": self.kind, **self.data})
 
 
 class MethodSpec:
@@ -211,8 +202,8 @@ class Dispatcher:
             self.observe(method, time.perf_counter() - started, True)
         if isinstance(exc, msgspec.DecodeError):  # ValidationError included
             reply = error(request_id, ErrorCode.INVALID_PARAMS, f"invalid params: {exc}", "invalid_params")
-        elif isinstance(exc, RpcError):
-            reply = codec.error_line(request_id, exc.to_object())
+        elif isinstance(exc, RpcError | DomainError):
+            reply = codec.error_line(request_id, error_object(exc))
         else:
             # The client gets an opaque id to quote; the traceback goes to our log only.
             error_id = uuid.uuid4().hex[:12]

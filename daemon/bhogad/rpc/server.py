@@ -28,9 +28,9 @@ from typing import Any
 import structlog
 
 from bhoga.codec import LineReader, LineTooLong, notification_line
-from bhoga.protocol import ErrorCode
+from bhoga.protocol import ErrorCode, Event, Lagged
 from bhogad.config import ServerConfig
-from bhogad.domain.keeper import QuotaKeeper
+from bhogad.rpc.clients import Clients
 from bhogad.rpc.dispatch import Dispatcher, error
 from bhogad.rpc.peercred import peer_ids
 
@@ -162,7 +162,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         if self.subscribed:
-            self.server.daemon.subscribers.discard(self)
+            self.server.clients.unsubscribe(self)
         for handle in (self._timer, self._write_stall):
             if handle is not None:
                 handle.cancel()
@@ -313,25 +313,17 @@ class Connection(asyncio.Protocol):
         if self.lagged:
             # Events were dropped for this slow reader; tell it to re-read the full state.
             self.lagged = False
-            transport.write(notification_line("events.lagged", {"hint": "call quota.list"}))
+            transport.write(notification_line(Event.LAGGED, Lagged(hint="call quota.list")))
         transport.write(line)
 
 
 class Server:
-    def __init__(
-        self,
-        daemon: QuotaKeeper,
-        dispatcher: Dispatcher,
-        limits: ServerConfig,
-        socket_path: Path,
-        config_path: Path | None,
-    ) -> None:
-        self.daemon = daemon
+    def __init__(self, clients: Clients, dispatcher: Dispatcher, limits: ServerConfig) -> None:
+        self.clients = clients
         self.dispatcher = dispatcher
         self.limits = limits
-        self.socket_path = socket_path
-        self.config_path = config_path
-        self.connections: set[Connection] = set()
+        #: The same set as ``clients.connections``: the method table counts what the server holds.
+        self.connections: set[Connection] = clients.connections
         self.stopping = False
         self.uid = os.getuid()
         self._listener: asyncio.Server | None = None
@@ -364,11 +356,6 @@ class Server:
             return False
         min(candidates, key=lambda c: (c.subscribed, c.last_active)).evict()
         return True
-
-    def subscribe(self, conn: Any) -> None:
-        assert isinstance(conn, Connection)
-        conn.subscribed = True
-        self.daemon.subscribers.add(conn)
 
     # -- stopping --------------------------------------------------------------------------------
 
