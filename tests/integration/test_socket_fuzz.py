@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 
 from bhoga import Router
 from bhoga.cli.main import main as bhoga_main
@@ -408,6 +408,24 @@ def _still_serves(d: DaemonProcess, router: Router) -> None:
     ],
 )
 @given(st.lists(frames(), min_size=1, max_size=4))
+# What this suite found, kept as fixed examples that run first every time.
+@example(
+    sent=[
+        Frame(
+            b'{"jsonrpc":"2.0","method":"turns.record","params":{"provider":"claude_code",'
+            b'"model":"claude-opus-4","at":"9999-12-31T23:59:59+00:00"}}'
+        )
+    ]
+)
+@example(
+    sent=[
+        Frame(
+            b'{"jsonrpc":"2.0","method":"usage.summary","params":["today",'
+            b'"9999-12-30T00:00:00+00:00","9999-12-31T23:59:59+00:00",[]],"id":0}'
+        )
+    ]
+)
+@example(sent=[Frame(b"[" * 1000 + b"]" * 1000, exact=-32600)])
 def test_generated_frames_never_break_the_daemon(fuzzed: DaemonProcess, sent: list[Frame]) -> None:
     try:
         _exchange(fuzzed, sent)
@@ -432,13 +450,12 @@ def _exchange(d: DaemonProcess, sent: list[Frame]) -> None:
     ):
         sock.settimeout(30)
         sock.connect(str(d.socket))
-        reader = sock.makefile("rb")
-        for frame in sent:
-            # One frame, then a sentinel: every line before the sentinel's reply is this frame's.
-            sock.sendall(frame.line + b"\n" + SENTINEL)
-            while not _check_line(reader.readline(), frame):
-                pass
-        reader.close()
+        with sock.makefile("rb") as reader:  # closed on failure too: no socket left to the GC
+            for frame in sent:
+                # One frame, then a sentinel: every line before the sentinel's reply is this frame's.
+                sock.sendall(frame.line + b"\n" + SENTINEL)
+                while not _check_line(reader.readline(), frame):
+                    pass
         _still_serves(d, router)
 
 
