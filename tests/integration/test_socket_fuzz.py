@@ -426,6 +426,9 @@ def _still_serves(d: DaemonProcess, router: Router) -> None:
     ]
 )
 @example(sent=[Frame(b"[" * 1000 + b"]" * 1000, exact=-32600)])
+@example(
+    sent=[Frame(b'{"jsonrpc":"2.0","method":"turns.list","params":{"after_id":9223372036854775808},"id":1}')]
+)
 def test_generated_frames_never_break_the_daemon(fuzzed: DaemonProcess, sent: list[Frame]) -> None:
     try:
         _exchange(fuzzed, sent)
