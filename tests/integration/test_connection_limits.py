@@ -108,7 +108,9 @@ def test_many_more_drips_than_the_cap_while_a_router_works(make_daemon: Any) -> 
                 c.send(b'{"jsonrpc"')
                 held.append(c)
                 opened += 1
-            for c in held[-8:]:
+            while len(held) > 8:
+                held.pop(0).close()  # the attacker's own descriptors stay few
+            for c in held:
                 with contextlib.suppress(OSError):
                     c.send(b" ")
             time.sleep(0.01)
@@ -116,15 +118,16 @@ def test_many_more_drips_than_the_cap_while_a_router_works(make_daemon: Any) -> 
     t = threading.Thread(target=attacker)
     t.start()
     try:
-        with d.router() as router:
+        with d.router() as router, d.router() as other:
             for i in range(60):
                 router.set_quota("anthropic_api", 1 + i % 99)
                 assert router.quotas()["anthropic_api:*"].windows["quota"].pct_used == 99 - i % 99
-                assert d.router().best_for("claude-opus-4") is not None
+                assert other.best_for("claude-opus-4") is not None
     finally:
         stop.set()
         t.join()
-    assert opened > 4  # the attacker really was past the cap
+    assert opened > 4  # the attacker really was past the cap, and was made room for
+    assert "closed a waiting connection to make room" in d.log_text()
     status = d.cli("status")
     assert status.returncode == 0, status.stderr
 
@@ -169,3 +172,23 @@ def test_when_every_connection_is_busy_a_newcomer_is_told_overloaded(make_daemon
         for i, c in enumerate(busy):
             assert c.reply()["id"] == i
         assert Raw(d.socket).ask(hello(9))["id"] == 9
+
+
+def test_deep_nesting_and_bad_utf8_are_answered_in_line_with_the_requests_around_them(
+    make_daemon: Any,
+) -> None:
+    d: DaemonProcess = make_daemon(PATIENT)
+    c = Raw(d.socket)
+    deep = b"[" * 1000 + b"]" * 1000
+    bad = b'{"jsonrpc":"2.0","method":"daemon.hello","id":5,"x":"\xc3\x28"}'
+    # All in one write, as a pipelining client sends them: each gets its answer, in order.
+    c.send(hello(1) + deep + b"\n" + hello(2) + bad + b"\n" + hello(3))
+    assert c.reply()["id"] == 1
+    too_deep = c.reply()
+    assert too_deep["id"] is None and too_deep["error"]["code"] == -32600
+    assert too_deep["error"]["data"]["kind"] == "too_deep"
+    assert c.reply()["id"] == 2
+    not_utf8 = c.reply()
+    assert not_utf8["error"]["code"] == -32700 and not_utf8["error"]["data"]["kind"] == "invalid_utf8"
+    assert c.reply()["id"] == 3  # the connection is still in step
+    assert "RecursionError" not in d.log_text()

@@ -143,21 +143,36 @@ def _depth(value: Any) -> int:
     return 0
 
 
-_json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\n\u00e9'),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet='[]{}"\\x'), inner, max_size=3)
-    ),
-    max_leaves=60,
-)
+def _json_values(alphabet: str) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(alphabet=alphabet),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet=alphabet), inner, max_size=3)
+        ),
+        max_leaves=60,
+    )
 
 
 @settings(max_examples=300, deadline=None)
-@given(_json_values, st.integers(min_value=0, max_value=12))
+@given(
+    # With quotes and backslashes (escapes: the careful path) and without (the fast split on quotes).
+    st.sampled_from(['[]{}"\\ab\n\u00e9', "[]{}ab:, é"]).flatmap(_json_values),
+    st.integers(min_value=0, max_value=12),
+)
 def test_nesting_bound_agrees_with_the_real_depth(value: Any, limit: int) -> None:
     # Brackets inside strings, escaped quotes and backslashes must not fool the scan.
-    line = json.dumps(value).encode()
+    line = json.dumps(value, ensure_ascii=False).encode()
     assert nesting_exceeds(line, limit) == (_depth(value) > limit)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="[]{}", max_size=120), st.integers(min_value=0, max_value=40))
+def test_nesting_bound_holds_for_brackets_that_do_not_balance(text: str, limit: int) -> None:
+    depth = deepest = 0
+    for ch in text:
+        depth = depth + 1 if ch in "[{" else max(0, depth - 1)  # a stray closer opens nothing
+        deepest = max(deepest, depth)
+    assert nesting_exceeds(text.encode(), limit) == (deepest > limit)
 
 
 def test_deep_nesting_is_an_invalid_request_not_a_recursion_error() -> None:

@@ -37,7 +37,7 @@ from bhoga.protocol import ProviderQuota, Source
 from bhogad.config import ProviderConfig
 from bhogad.discovery.options import recheck_s
 from bhogad.discovery.providers import DRIVERS, driver_name
-from bhogad.discovery.providers.base import Context, Driver, Kind, redact, scrub
+from bhogad.discovery.providers.base import Context, Driver, Kind, redact, scrub, scrub_text
 from bhogad.discovery.providers.http import RATE_LIMIT_FLOOR
 from bhogad.domain.keeper import QuotaKeeper
 from bhogad.domain.state import Availability, PollResult
@@ -242,7 +242,7 @@ class ProviderPoller:
                 log.error(
                     "discovery failed unexpectedly",
                     provider=self.pid,
-                    error=redact(f"{type(exc).__name__}: {exc}", ctx.secrets),
+                    error=redact(scrub_text(f"{type(exc).__name__}: {exc}", ctx.secrets), ctx.secrets),
                 )
                 outcome = ctx.result(
                     self._known_availability(),

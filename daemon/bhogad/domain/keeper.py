@@ -485,6 +485,8 @@ class QuotaKeeper:
         """Stored turns after ``after_id``, oldest first, including every turn acknowledged so far."""
         if not 1 <= params.limit <= 10_000:
             raise OutOfRange("limit", "limit must be 1–10000")
+        if not -(2**63) <= params.after_id < 2**63:  # SQLite's integers (the fuzz suite's find)
+            raise OutOfRange("after_id", "after_id must be a turn id (a 64-bit integer)")
         # Wait for pending writes first, so a caller reads its own acknowledged turns.
         await self.writer.settled()
         return await self._query(
