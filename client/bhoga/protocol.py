@@ -29,6 +29,8 @@ MAX_BATCH: Final = 64
 class Method(enum.StrEnum):
     HELLO = "daemon.hello"
     STATUS = "daemon.status"
+    #: Re-read config.yaml and answer once it is in use, or with the error that kept the old one.
+    RELOAD = "daemon.reload"
     METRICS = "daemon.metrics"
     BEST_FOR = "router.best_for"
     RANK = "router.rank"
@@ -365,6 +367,8 @@ class DaemonStatus(msgspec.Struct, kw_only=True):
     turns_stored: int
     providers_available: int
     strategy: str
+    #: Set while the daemon refuses work because config.yaml is invalid (socket-activated starts).
+    config_error: str | None = None
 
 
 class QuotaChanged(msgspec.Struct, kw_only=True):

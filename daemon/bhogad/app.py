@@ -3,7 +3,13 @@
 Startup order matters: the instance lock comes before the socket path is touched (so a second daemon
 can never unlink the first one's socket), and the store is loaded before the first request is read.
 SIGTERM stops accepting, answers every line already read, flushes the store and exits 0.
-SIGHUP reloads config.yaml; a bad file keeps the running config and says why in the log.
+SIGHUP and the ``daemon.reload`` call reload config.yaml; a bad file keeps the running config and
+says why (in the log, the manager's STATUS and, for the call, its error reply).
+
+A socket-activated start with an invalid config.yaml does not exit: exiting would leave the clients
+queued on the manager's socket waiting for their timeout while the manager restarts us forever. It
+serves instead, refusing every request but hello/status/metrics/reload with an error naming the file
+and line, until a reload with a good file brings it into full service.
 
 Under a service manager the listening socket may be inherited (socket activation); then the manager
 owns the file and we never delete it. The manager hears READY once the listener is live, RELOADING and
@@ -19,19 +25,21 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
+import msgspec
 import structlog
 
 from bhoga.paths import check_socket_path_length
-from bhoga.protocol import Method
+from bhoga.protocol import DaemonStatus, ErrorCode, Method
 from bhogad import config as config_mod
 from bhogad.discovery.poller import Poller
 from bhogad.domain.keeper import QuotaKeeper
 from bhogad.observability import metrics_http
 from bhogad.rpc import methods
-from bhogad.rpc.dispatch import Call, Dispatcher
+from bhogad.rpc.dispatch import Call, Dispatcher, MethodSpec, RpcError
 from bhogad.rpc.server import Server, bind_unix
 from bhogad.service import listen
 from bhogad.service.lock import UnsafeDirectory, acquire, ensure_private_dir
@@ -52,11 +60,21 @@ class Options:
     state_dir: Path
 
 
+#: What a daemon with a broken config.yaml still answers: enough to see why, and to fix it.
+_ANSWERED_WITH_BAD_CONFIG = frozenset({Method.HELLO, Method.STATUS, Method.METRICS, Method.RELOAD})
+
+
 class App:
-    def __init__(self, opts: Options, cfg: config_mod.Config) -> None:
+    def __init__(self, opts: Options, cfg: config_mod.Config, config_error: str | None = None) -> None:
+        """``config_error``: config.yaml was invalid and ``cfg`` is the defaults (see the module doc)."""
         self.opts = opts
         self.cfg = cfg
+        self.config_error = config_error
         self.notifier = Notifier.from_environ()
+        self._reload_lock = anyio.Lock()
+        #: Starts the provider pollers; deferred while the config is broken (they would poll on
+        #: defaults, perhaps a provider the user switched off).
+        self._start_polling: Callable[[], None] | None = None
 
     async def run(self) -> None:
         try:
@@ -125,16 +143,26 @@ class App:
             http = httpx.AsyncClient(follow_redirects=False)
             poller = Poller(daemon, http, env=os.environ)
             table = methods.build(daemon, server, refresh=poller.refresh)
-            server.dispatcher = Dispatcher(table, observe=daemon.metrics.observe_rpc)
+            self._add_reload(table, server, daemon)
+            server.dispatcher = Dispatcher(self._guarded(table), observe=daemon.metrics.observe_rpc)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.writer.run)
-                tg.start_soon(poller.run)
+
+                def start_polling() -> None:
+                    tg.start_soon(poller.run)
+
+                if self.config_error is None:
+                    start_polling()
+                else:
+                    self._start_polling = start_polling
                 tg.start_soon(self._watchdog)
                 tg.start_soon(self._signals, server, daemon)
                 await server.start(sock)
-                scrape = await self._metrics_http(
-                    lambda: table[Method.METRICS].handler(None, Call(None, False))
-                )
+                scrape = None
+                if self.config_error is None:
+                    scrape = await self._metrics_http(
+                        lambda: table[Method.METRICS].handler(None, Call(None, False))
+                    )
                 log.info(
                     "ready",
                     socket=str(self.opts.socket_path),
@@ -142,7 +170,12 @@ class App:
                     config=str(self.opts.config_path) if self.opts.config_path else None,
                     pid=os.getpid(),
                 )
-                self.notifier.ready(f"serving on {self.opts.socket_path}")
+                if self.config_error is None:
+                    self.notifier.ready(f"serving on {self.opts.socket_path}")
+                else:
+                    log.error("config error: refusing requests until a reload", error=self.config_error)
+                    # READY all the same: the socket is served, and a failed start would only loop.
+                    self.notifier.ready(self._refusal())
                 await server.closed()
                 if scrape is not None:
                     scrape.close()
@@ -188,17 +221,73 @@ class App:
             self.notifier.watchdog()
             await anyio.sleep(period)
 
-    async def _reload(self, server: Server, daemon: QuotaKeeper) -> None:
-        self.notifier.reloading()
-        try:
-            new = await anyio.to_thread.run_sync(config_mod.load, self.opts.config_path)
-        except config_mod.ConfigError as exc:
-            log.error("reload failed; keeping the running config", error=str(exc))
-            self.notifier.ready(f"reload failed, running the previous config: {exc}")
-            return
-        self.cfg = new
-        daemon.reconfigure(new)
-        server.limits = new.server
-        daemon.detect_keys(os.environ)
-        log.info("config reloaded", config=str(self.opts.config_path))
-        self.notifier.ready(f"config reloaded; serving on {self.opts.socket_path}")
+    async def _reload(self, server: Server, daemon: QuotaKeeper) -> str | None:
+        """Reload config.yaml; the error that kept the running config, or ``None`` once it is in use.
+
+        RELOADING=1 (stamped with MONOTONIC_USEC) before and READY=1 after, whatever the outcome: the
+        pair systemd's Type=notify-reload waits for, and the end of a reload it saw us start.
+        """
+        async with self._reload_lock:  # a SIGHUP during a `daemon.reload` call waits its turn
+            self.notifier.reloading()
+            try:
+                new = await anyio.to_thread.run_sync(config_mod.load, self.opts.config_path)
+            except config_mod.ConfigError as exc:
+                log.error("reload failed; keeping the running config", error=str(exc))
+                if self.config_error is not None:
+                    self.config_error = str(exc)
+                    self.notifier.ready(self._refusal())
+                else:
+                    self.notifier.ready(f"reload failed, running the previous config: {exc}")
+                return str(exc)
+            self.cfg = new
+            daemon.reconfigure(new)
+            server.limits = new.server
+            daemon.detect_keys(os.environ)
+            if self.config_error is not None:
+                log.info("config fixed: serving requests", config=str(self.opts.config_path))
+                self.config_error = None
+            if self._start_polling is not None:
+                self._start_polling()
+                self._start_polling = None
+            log.info("config reloaded", config=str(self.opts.config_path))
+            self.notifier.ready(f"config reloaded; serving on {self.opts.socket_path}")
+            return None
+
+    def _refusal(self) -> str:
+        return (
+            f"config error in {self.config_error} — bhogad refuses requests until the file is fixed "
+            "and reloaded (systemctl --user reload bhogad, or SIGHUP)"
+        )
+
+    def _add_reload(self, table: dict[str, MethodSpec], server: Server, daemon: QuotaKeeper) -> None:
+        status = table[Method.STATUS].handler
+
+        async def reload(_: None, call: Call) -> DaemonStatus:
+            error = await self._reload(server, daemon)
+            if error is not None:
+                raise RpcError(
+                    ErrorCode.APPLICATION,
+                    f"reload failed, still running the previous config: {error}",
+                    "config_error",
+                )
+            result: DaemonStatus = status(None, call)
+            return result
+
+        table[Method.RELOAD] = MethodSpec(None, reload)
+
+    def _guarded(self, table: dict[str, MethodSpec]) -> dict[str, MethodSpec]:
+        """The table, refusing work while ``config_error`` is set (checked per call: reloads clear it)."""
+
+        def guard(name: str, handler: Callable[[Any, Call], Any]) -> Callable[[Any, Call], Any]:
+            def guarded(params: Any, call: Call) -> Any:
+                if self.config_error is not None:
+                    if name == Method.STATUS:
+                        result: DaemonStatus = handler(params, call)
+                        return msgspec.structs.replace(result, config_error=self.config_error)
+                    if name not in _ANSWERED_WITH_BAD_CONFIG:
+                        raise RpcError(ErrorCode.APPLICATION, self._refusal(), "config_error")
+                return handler(params, call)
+
+            return guarded
+
+        return {name: MethodSpec(spec.params_type, guard(name, spec.handler)) for name, spec in table.items()}
