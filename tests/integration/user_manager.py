@@ -186,6 +186,8 @@ class UserManager:
         if self.holder is not None:
             if self.holder.stdin is not None:
                 self.holder.stdin.close()
+            if self.holder.stdout is not None:
+                self.holder.stdout.close()
             try:
                 self.holder.wait(60)
             except subprocess.TimeoutExpired:
@@ -257,16 +259,13 @@ class UserManager:
 
     def journal(self, unit: str) -> str:
         """The unit's log lines, read as root from the namespace's own journal."""
+        # Not --user-unit=: run as root, that also matches _UID=0. The unit's own output, then what
+        # the manager logged about it (watchdog, restarts, reloads).
         return self.run(
-            "journalctl",
-            "-D",
-            "/run/log/journal",
-            "--no-pager",
-            "-o",
-            "cat",
-            f"--user-unit={unit}",
+            "journalctl", "-D", "/run/log/journal", "--no-pager", "-o", "cat",
+            f"_SYSTEMD_USER_UNIT={unit}", "+", f"USER_UNIT={unit}",
             as_root=True,
-        ).stdout
+        ).stdout  # fmt: skip
 
     def write(self, path: Path, text: str, mode: int = 0o600) -> None:
         """A file owned by the user (written from outside: the home is a plain directory)."""
