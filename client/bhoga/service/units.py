@@ -140,9 +140,16 @@ def launchd_plist(
         "ProgramArguments": list(argv),
         # Polling must run even before a client connects.
         "RunAtLoad": True,
-        # Restart after a crash, not after a clean exit (a bare true respawns on every exit).
+        # Restart after a crash, not after a clean exit (a bare true respawns on every exit). A bad
+        # config.yaml does not exit: a launchd-started bhogad answers clients with the error instead.
         "KeepAlive": {"SuccessfulExit": False},
+        # launchd's own default, written down: at most one respawn per 10 s after a crash.
+        "ThrottleInterval": 10,
+        # SIGTERM, then SIGKILL after this: above server.shutdown_grace_s (5 s), as TimeoutStopSec=.
+        "ExitTimeOut": 15,
         "ProcessType": "Background",
+        # State, socket and logs are private to the user.
+        "Umask": 0o077,
         "EnvironmentVariables": {"BHOGA_SOCKET": socket_path, **environment},
         # SockPathMode is decimal in the plist: 384 is 0o600.
         "Sockets": {"Listeners": {"SockPathName": socket_path, "SockPathMode": 0o600, "SockType": "stream"}},
