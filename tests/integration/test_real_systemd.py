@@ -159,6 +159,10 @@ def test_install_enables_both_units_and_the_first_connection_starts_the_daemon(s
     TIMINGS["activation_vs_warm_call"] = round(cold / warm, 1)
 
 
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="no Node (apt-get install nodejs)")
+
+
+@needs_node
 def test_node_based_codex_runs_under_the_units_seccomp_filter(sd: Session) -> None:
     deadline = time.monotonic() + 60
     while True:
@@ -172,12 +176,13 @@ def test_node_based_codex_runs_under_the_units_seccomp_filter(sd: Session) -> No
     assert (sd.bin / "codex.log").read_text().startswith("start ")
 
 
+@needs_node
 def test_the_filter_without_an_error_number_would_have_killed_node(sd: Session) -> None:
     """The control for the test above: this Node does make a call outside @system-service."""
     base = ["systemd-run", "--user", "--wait", "--pipe", "--quiet", "-p", "SystemCallFilter=@system-service"]
-    killed = sd.um.run(*base, "/usr/bin/node", "-e", "0", timeout=60)
+    killed = sd.um.run(*base, "node", "-e", "0", timeout=60)
     assert killed.returncode != 0
-    denied = sd.um.run(*base, "-p", "SystemCallErrorNumber=EPERM", "/usr/bin/node", "-e", "0", timeout=60)
+    denied = sd.um.run(*base, "-p", "SystemCallErrorNumber=EPERM", "node", "-e", "0", timeout=60)
     assert denied.returncode == 0, denied.stderr
 
 
@@ -320,4 +325,3 @@ def test_uninstall_removes_both_units(sd: Session) -> None:
     for unit in (SERVICE, SOCKET):
         assert sd.um.systemctl("is-active", unit).stdout.strip() == "inactive"
     assert sd.um.run("test", "-e", sd.socket).returncode != 0  # RemoveOnStop=yes
-    assert shutil.which("systemctl") is not None
