@@ -72,9 +72,10 @@ class App:
         self.config_error = config_error
         self.notifier = Notifier.from_environ()
         self._reload_lock = anyio.Lock()
-        #: Starts the provider pollers; deferred while the config is broken (they would poll on
-        #: defaults, perhaps a provider the user switched off).
-        self._start_polling: Callable[[], None] | None = None
+        #: Starts the provider pollers and the metrics endpoint; deferred while the config is broken
+        #: (they would run on defaults: polling a provider the user switched off, on the wrong port).
+        self._start_deferred: Callable[[], None] | None = None
+        self._scrape: asyncio.Server | None = None
 
     async def run(self) -> None:
         try:
@@ -148,21 +149,24 @@ class App:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.writer.run)
 
-                def start_polling() -> None:
+                async def start_metrics() -> None:
+                    self._scrape = await self._metrics_http(
+                        lambda: table[Method.METRICS].handler(None, Call(None, False))
+                    )
+
+                def start_deferred() -> None:
                     tg.start_soon(poller.run)
+                    tg.start_soon(start_metrics)
 
                 if self.config_error is None:
-                    start_polling()
+                    tg.start_soon(poller.run)
                 else:
-                    self._start_polling = start_polling
+                    self._start_deferred = start_deferred
                 tg.start_soon(self._watchdog)
                 tg.start_soon(self._signals, server, daemon)
                 await server.start(sock)
-                scrape = None
                 if self.config_error is None:
-                    scrape = await self._metrics_http(
-                        lambda: table[Method.METRICS].handler(None, Call(None, False))
-                    )
+                    await start_metrics()
                 log.info(
                     "ready",
                     socket=str(self.opts.socket_path),
@@ -177,8 +181,8 @@ class App:
                     # READY all the same: the socket is served, and a failed start would only loop.
                     self.notifier.ready(self._refusal())
                 await server.closed()
-                if scrape is not None:
-                    scrape.close()
+                if self._scrape is not None:
+                    self._scrape.close()
                 with anyio.CancelScope(shield=True):
                     await daemon.writer.flush()
                 tg.cancel_scope.cancel()
@@ -246,9 +250,9 @@ class App:
             if self.config_error is not None:
                 log.info("config fixed: serving requests", config=str(self.opts.config_path))
                 self.config_error = None
-            if self._start_polling is not None:
-                self._start_polling()
-                self._start_polling = None
+            if self._start_deferred is not None:
+                self._start_deferred()
+                self._start_deferred = None
             log.info("config reloaded", config=str(self.opts.config_path))
             self.notifier.ready(f"config reloaded; serving on {self.opts.socket_path}")
             return None

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bhoga.errors import RemoteError
@@ -106,10 +107,23 @@ def test_broken_config_under_socket_activation_answers_the_error_until_fixed(
         listed = d.cli("status")
         assert listed.returncode != 0 and "config error" in listed.stderr + listed.stdout
 
-        # A fixed file and a reload bring it into full service, without a restart.
-        d.config.write_text(GOOD)
+        # A fixed file and a reload bring it into full service, without a restart: requests are
+        # served, and the metrics endpoint it skipped at start is opened.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        d.config.write_text(GOOD + f"server:\n  metrics_port: {port}\n")
         assert reload_command(d).returncode == 0
         assert priority(d) == 7
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "metrics endpoint never opened"
+                time.sleep(0.05)
+        assert scraped.status_code == 200
         with d.router() as router:
             assert router.status().config_error is None
             assert router.hello().pid == proc.pid
