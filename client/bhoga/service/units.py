@@ -74,7 +74,7 @@ RestartSec=2
 TimeoutStopSec=15
 # bhogad pings at half this interval from its event loop, so a hung loop gets restarted.
 WatchdogSec=30
-# State, socket and logs are private to the user.
+# Files it creates (the state store, the socket's directory) are private to the user.
 UMask=0077
 # Hardening that works in user units without user namespaces. Filesystem options (ProtectSystem,
 # ProtectHome, PrivateTmp, ProtectKernel*, PrivateDevices) need a mount namespace, which a user
@@ -88,7 +88,8 @@ LockPersonality=yes
 RestrictRealtime=yes
 # Files it creates never carry setuid/setgid bits.
 RestrictSUIDSGID=yes
-# No namespaces of any kind: nothing it runs sandboxes itself.
+# No namespaces of any kind: bhogad needs none, and it asks `codex app-server` only for rate
+# limits, never to run a command in Codex's sandbox.
 RestrictNamespaces=yes
 # Its own session keyring, not the user's: it reads credentials from files, never the kernel keyring.
 KeyringMode=private
