@@ -294,6 +294,8 @@ def test_broken_config_at_start_is_reported_to_clients_at_once(sd: Session) -> N
         assert got["ActiveState"] == "active" and "config error" in got["StatusText"]
         time.sleep(3)  # longer than RestartSec: a restart loop would show here
         assert int(sd.service("NRestarts")["NRestarts"]) == restarts
+        service = sd.bhoga("service", "status")
+        assert service.returncode == 1 and f"config error in {sd.config}:" in service.stdout
         doctor = sd.bhoga("doctor")
         assert doctor.returncode != 0 and "config" in doctor.stdout + doctor.stderr
 

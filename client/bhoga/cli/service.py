@@ -256,6 +256,13 @@ def cmd_status(args: argparse.Namespace, router: Router, out: TextIO) -> int:
         out.write(f"daemon: not reachable at {router.socket_path} ({exc})\n")
         return 1
     out.write(f"daemon: bhogad {hello.daemon_version}, pid {hello.pid}, on {router.socket_path}\n")
+    try:
+        broken = router.status().config_error
+    except (BhogaError, OSError):
+        broken = None  # an older daemon, or one that went away: hello already said enough
+    if broken is not None:
+        out.write(f"daemon: refusing requests, config error in {broken}\n")
+        return 1
     return 0
 
 
