@@ -34,7 +34,7 @@ import structlog
 
 from bhoga.paths import check_socket_path_length
 from bhoga.protocol import DaemonStatus, ErrorCode, Method
-from bhogad import config as config_mod
+from bhogad import __version__, config as config_mod
 from bhogad.discovery.poller import Poller
 from bhogad.domain.keeper import QuotaKeeper
 from bhogad.observability import metrics_http
@@ -44,6 +44,7 @@ from bhogad.rpc.server import Server, bind_unix
 from bhogad.service import listen
 from bhogad.service.lock import UnsafeDirectory, acquire, ensure_private_dir
 from bhogad.service.notify import Notifier
+from bhogad.shared.sync import SharedSync
 from bhogad.storage.store import Store
 
 log = structlog.get_logger("bhogad")
@@ -143,6 +144,11 @@ class App:
             # Quota discovery: a poller per provider, sharing one HTTP client (connection reuse).
             http = httpx.AsyncClient(follow_redirects=False)
             poller = Poller(daemon, http, env=os.environ)
+            shared = None
+            if self.cfg.shared.url is not None:
+                shared = SharedSync(daemon, self.cfg.shared, version=__version__)
+                daemon.shared = shared
+                poller.lease = shared.lease
             table = methods.build(daemon, server, refresh=poller.refresh)
             self._add_reload(table, server, daemon)
             server.dispatcher = Dispatcher(self._guarded(table), observe=daemon.metrics.observe_rpc)
@@ -160,6 +166,8 @@ class App:
 
                 if self.config_error is None:
                     tg.start_soon(poller.run)
+                    if shared is not None:  # None on the defaults a broken config leaves
+                        tg.start_soon(shared.run)
                 else:
                     self._start_deferred = start_deferred
                 tg.start_soon(self._watchdog)
