@@ -19,6 +19,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +160,23 @@ def test_install_enables_both_units_and_the_first_connection_starts_the_daemon(s
     assert got["ActiveState"] == "active" and int(got["MainPID"]) == pid
     # Type=notify: active only after READY=1, whose STATUS= systemd shows.
     assert got["Type"] == "notify" and got["StatusText"] == f"serving on {sd.socket}"
+    # ... and only then: systemd entered "active" after bhogad logged "ready" (which it does just
+    # before sending READY=1), not when it exec'd it, as it would for Type=simple.
+    shown = sd.um.systemctl(
+        "show", SERVICE, "--timestamp=us+utc", "-p", "ActiveEnterTimestamp", "-p", "ExecMainStartTimestamp"
+    ).stdout
+    at = {
+        k: datetime.strptime(v, "%a %Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=UTC)
+        for k, v in (line.split("=", 1) for line in shown.splitlines())
+    }
+    ready = [json.loads(x) for x in sd.um.journal(SERVICE).splitlines() if '"event":"ready"' in x]
+    logged = datetime.fromisoformat(ready[-1]["timestamp"])
+    assert ready[-1]["pid"] == pid
+    assert at["ExecMainStartTimestamp"] < logged <= at["ActiveEnterTimestamp"], (at, logged)
     warm, _ = sd.timed_hello()
     TIMINGS["activation_s"] = round(cold, 3)
+    to_ready = at["ActiveEnterTimestamp"] - at["ExecMainStartTimestamp"]
+    TIMINGS["exec_to_ready_s"] = round(to_ready.total_seconds(), 3)
     TIMINGS["activation_vs_warm_call"] = round(cold / warm, 1)
 
 
