@@ -5,18 +5,29 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from enum import IntEnum
 
 import anyio
 
 from bhoga import paths
 from bhoga.client import Router
 from bhoga.errors import BhogaError
-from bhoga.protocol import Method
 from bhogad import __version__, config as config_mod
-from bhogad.app import App, Options, StartupError
+from bhogad.app import App, EarlyHangup, Options, StartupError
 from bhogad.observability import logsetup
 from bhogad.service import listen
 from bhogad.service.lock import AlreadyRunning
+
+
+class Exit(IntEnum):
+    """``bhogad``'s exit statuses (service managers and ``bhoga doctor`` read them)."""
+
+    #: Stopped cleanly, or another bhogad already serves this socket.
+    OK = 0
+    #: Something a person must fix before it can start (the socket, its directory, the store).
+    CANNOT_START = 1
+    #: The config file is invalid; the message names the file, the key and the line.
+    CONFIG = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,7 +62,7 @@ def reload_running(socket: str | None) -> int:
     path = paths.socket_path(socket)
     try:
         with Router(socket_path=path, timeout=30.0) as router:
-            router.call(Method.RELOAD)
+            router.reload()
     except BhogaError as exc:
         print(f"bhogad: reload failed: {exc}", file=sys.stderr)
         return 1
@@ -60,6 +71,8 @@ def reload_running(socket: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # First of all: a SIGHUP while we read the config must not kill us (its default action).
+    early = EarlyHangup().install()
     args = parse_args(argv)
     if args.reload:
         return reload_running(args.socket)
@@ -71,29 +84,29 @@ def main(argv: list[str] | None = None) -> int:
     except config_mod.ConfigError as exc:
         if args.check_config or not listen.activated(os.environ, os.getpid()):
             print(f"bhogad: config error: {exc}", file=sys.stderr)
-            return 2
+            return Exit.CONFIG
         # Clients are queued on the manager's socket: answer them with the error (see bhogad.app).
         print(f"bhogad: config error: {exc}; serving only the error until a reload", file=sys.stderr)
         cfg, config_error = config_mod.Config(), str(exc)
     if args.check_config:
         print(f"bhogad: {config_path if config_path.exists() else 'built-in defaults'}: ok")
-        return 0
+        return Exit.OK
     opts = Options(
         socket_path=paths.socket_path(args.socket),
         config_path=config_path,
         state_dir=paths.state_dir(args.state),
     )
     try:
-        anyio.run(App(opts, cfg, config_error).run)
+        anyio.run(App(opts, cfg, early, config_error).run)
     except AlreadyRunning as exc:
         print(f"bhogad: already running on {opts.socket_path} (pid {exc.pid})", file=sys.stderr)
-        return 0
+        return Exit.OK
     except StartupError as exc:
         print(f"bhogad: cannot start: {exc}", file=sys.stderr)
-        return 1
+        return Exit.CANNOT_START
     except KeyboardInterrupt:
-        return 0
-    return 0
+        return Exit.OK
+    return Exit.OK
 
 
 if __name__ == "__main__":

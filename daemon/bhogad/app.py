@@ -11,6 +11,13 @@ queued on the manager's socket waiting for their timeout while the manager resta
 serves instead, refusing every request but hello/status/metrics/reload with an error naming the file
 and line, until a reload with a good file brings it into full service.
 
+Signals are caught before the socket exists: a SIGHUP from a service manager (or a person) the moment
+the daemon is reachable must reload, never kill it. One that comes even earlier, before the event
+loop runs, is remembered by :class:`EarlyHangup` and acted on once the daemon is serving.
+
+Construction runs in one direction: store → clients → state owner → method table → dispatcher →
+server, so nothing is built empty and patched afterwards.
+
 Under a service manager the listening socket may be inherited (socket activation); then the manager
 owns the file and we never delete it. The manager hears READY once the listener is live, RELOADING and
 READY around a reload, STOPPING on stop, and watchdog pings from the event loop.
@@ -22,9 +29,11 @@ import asyncio
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import anyio
@@ -36,22 +45,49 @@ from bhoga.paths import check_socket_path_length
 from bhoga.protocol import DaemonStatus, ErrorCode, Method
 from bhogad import __version__, config as config_mod
 from bhogad.discovery.poller import Poller
-from bhogad.domain.keeper import QuotaKeeper
+from bhogad.domain.keeper import IDEMPOTENCY_WINDOW_S, QuotaKeeper
 from bhogad.observability import metrics_http
 from bhogad.rpc import methods
+from bhogad.rpc.clients import Clients
 from bhogad.rpc.dispatch import Call, Dispatcher, MethodSpec, RpcError
 from bhogad.rpc.server import Server, bind_unix
 from bhogad.service import listen
 from bhogad.service.lock import UnsafeDirectory, acquire, ensure_private_dir
 from bhogad.service.notify import Notifier
 from bhogad.shared.sync import SharedSync
-from bhogad.storage.store import Store
+from bhogad.storage.store import Store, StoreUnavailable
 
 log = structlog.get_logger("bhogad")
 
 
 class StartupError(Exception):
     """Something a person must fix before the daemon can start; the message says what."""
+
+
+#: What stops or reloads the daemon; caught from before the socket is bound until exit.
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class EarlyHangup:
+    """Remembers a SIGHUP that arrives before the event loop's handlers exist.
+
+    Python's default for SIGHUP is to die. ``bhogad`` installs this first thing, so a reload asked
+    for while the daemon is still reading its config is done once it serves, instead of killing it.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def install(self) -> EarlyHangup:
+        signal.signal(signal.SIGHUP, self._caught)
+        return self
+
+    def _caught(self, signum: int, frame: FrameType | None) -> None:
+        self.seen = True
+
+    def take(self) -> bool:
+        seen, self.seen = self.seen, False
+        return seen
 
 
 @dataclass(frozen=True)
@@ -66,19 +102,32 @@ _ANSWERED_WITH_BAD_CONFIG = frozenset({Method.HELLO, Method.STATUS, Method.METRI
 
 
 class App:
-    def __init__(self, opts: Options, cfg: config_mod.Config, config_error: str | None = None) -> None:
+    def __init__(
+        self,
+        opts: Options,
+        cfg: config_mod.Config,
+        early: EarlyHangup | None = None,
+        config_error: str | None = None,
+    ) -> None:
         """``config_error``: config.yaml was invalid and ``cfg`` is the defaults (see the module doc)."""
         self.opts = opts
         self.cfg = cfg
+        self.early = early or EarlyHangup()
         self.config_error = config_error
         self.notifier = Notifier.from_environ()
         self._reload_lock = anyio.Lock()
-        #: Starts the provider pollers and the metrics endpoint; deferred while the config is broken
-        #: (they would run on defaults: polling a provider the user switched off, on the wrong port).
+        #: Starts the provider pollers, turn pruning and the metrics endpoint; deferred while the config
+        #: is broken (on defaults they could poll a provider the user switched off, prune turns the
+        #: user keeps longer, listen on the wrong port).
         self._start_deferred: Callable[[], None] | None = None
         self._scrape: asyncio.Server | None = None
 
     async def run(self) -> None:
+        # The loop's handlers replace the default dispositions before anything can reach us.
+        with anyio.open_signal_receiver(*SIGNALS) as signals:
+            await self._run(signals)
+
+    async def _run(self, signals: AsyncIterator[int]) -> None:
         try:
             inherited = listen.inherited_socket()
         except listen.ActivationError as exc:
@@ -102,7 +151,7 @@ class App:
                 os.close(lock_fd)
                 raise StartupError(f"cannot listen on {opts.socket_path}: {exc}") from exc
         try:
-            await self._serve(sock)
+            await self._serve(sock, signals)
         finally:
             if identity is not None:
                 self._remove_socket(identity)
@@ -130,17 +179,22 @@ class App:
         except FileNotFoundError:
             pass
 
-    async def _serve(self, sock: socket.socket) -> None:
-        store = await anyio.to_thread.run_sync(Store.open, self.opts.state_dir, self.cfg.store.synchronous)
+    async def _serve(self, sock: socket.socket, signals: AsyncIterator[int]) -> None:
+        try:
+            store = await anyio.to_thread.run_sync(
+                Store.open, self.opts.state_dir, self.cfg.store.synchronous
+            )
+        except StoreUnavailable as exc:
+            raise StartupError(str(exc)) from None
+        if store.checked:
+            log.info("checked the state store's integrity", why=store.checked)
         if store.quarantine:
             log.error("the state store could not be used and was moved aside", detail=store.quarantine)
         try:
-            daemon = QuotaKeeper(self.cfg, store)
+            clients = Clients()
+            daemon = QuotaKeeper(self.cfg, store, events=clients)
             for problem in await anyio.to_thread.run_sync(daemon.load):
                 log.warning("state", problem=problem)
-            server = Server(
-                daemon, Dispatcher({}), self.cfg.server, self.opts.socket_path, self.opts.config_path
-            )
             # Quota discovery: a poller per provider, sharing one HTTP client (connection reuse).
             http = httpx.AsyncClient(follow_redirects=False)
             poller = Poller(daemon, http, env=os.environ)
@@ -149,30 +203,44 @@ class App:
                 shared = SharedSync(daemon, self.cfg.shared, version=__version__)
                 daemon.shared = shared
                 poller.lease = shared.lease
-            table = methods.build(daemon, server, refresh=poller.refresh)
-            self._add_reload(table, server, daemon)
-            server.dispatcher = Dispatcher(self._guarded(table), observe=daemon.metrics.observe_rpc)
+            endpoint = methods.Endpoint(self.opts.socket_path, self.opts.config_path)
+            table = methods.build(daemon, clients, endpoint, refresh=poller.refresh)
+            # The server is built from the dispatcher, so `daemon.reload` reaches it late, through
+            # this closure; no call can arrive before it exists.
+            table[Method.RELOAD] = self._reload_method(table[Method.STATUS], lambda: server, daemon)
+            dispatcher = Dispatcher(self._guarded(table), observe=daemon.metrics.observe_rpc)
+            server = Server(clients, dispatcher, self.cfg.server)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.writer.run)
 
-                async def start_metrics() -> None:
-                    self._scrape = await self._metrics_http(
-                        lambda: table[Method.METRICS].handler(None, Call(None, False))
+                def start_maintenance() -> None:
+                    tg.start_soon(
+                        daemon.writer.maintain,
+                        self.cfg.store.keep_turns_days,
+                        IDEMPOTENCY_WINDOW_S,
+                        daemon.clock,
                     )
 
+                async def start_metrics() -> None:
+                    self._scrape = await self._metrics_http(partial(methods.metrics_text, daemon, clients))
+
                 def start_deferred() -> None:
+                    # Pruning too: the defaults' retention is not the one the user chose.
+                    start_maintenance()
                     tg.start_soon(poller.run)
                     tg.start_soon(start_metrics)
 
                 if self.config_error is None:
+                    start_maintenance()
                     tg.start_soon(poller.run)
                     if shared is not None:  # None on the defaults a broken config leaves
                         tg.start_soon(shared.run)
                 else:
                     self._start_deferred = start_deferred
                 tg.start_soon(self._watchdog)
-                tg.start_soon(self._signals, server, daemon)
                 await server.start(sock)
+                # Signals that came during start-up were queued by the receiver and are handled now.
+                tg.start_soon(self._signals, signals, server, daemon)
                 if self.config_error is None:
                     await start_metrics()
                 log.info(
@@ -188,6 +256,8 @@ class App:
                     log.error("config error: refusing requests until a reload", error=self.config_error)
                     # READY all the same: the socket is served, and a failed start would only loop.
                     self.notifier.ready(self._refusal())
+                if self.early.take():
+                    await self._reload(server, daemon)
                 await server.closed()
                 if self._scrape is not None:
                     self._scrape.close()
@@ -195,6 +265,7 @@ class App:
                     await daemon.writer.flush()
                 tg.cancel_scope.cancel()
             await http.aclose()
+            daemon.writer.close()
             log.info("stopped", turns_stored=daemon.turns_stored)
         finally:
             store.close()
@@ -210,19 +281,18 @@ class App:
             log.error("cannot serve metrics over HTTP", port=port, error=str(exc))
             return None
 
-    async def _signals(self, server: Server, daemon: QuotaKeeper) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    await self._reload(server, daemon)
-                elif server.stopping:
-                    log.warning("second stop signal: closing connections now")
-                    server.abort_all()
-                else:
-                    log.info("stopping", signal=signal.Signals(signum).name)
-                    self.notifier.stopping(f"stopping: answering {server.connection_count} connections")
-                    server.stop()
-                    server.spawn(server.drained(self.cfg.server.shutdown_grace_s))
+    async def _signals(self, signals: AsyncIterator[int], server: Server, daemon: QuotaKeeper) -> None:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                await self._reload(server, daemon)
+            elif server.stopping:
+                log.warning("second stop signal: closing connections now")
+                server.abort_all()
+            else:
+                log.info("stopping", signal=signal.Signals(signum).name)
+                self.notifier.stopping(f"stopping: answering {server.connection_count} connections")
+                server.stop()
+                server.spawn(server.drained(self.cfg.server.shutdown_grace_s))
 
     async def _watchdog(self) -> None:
         # Pinged from the loop, not a thread: a wedged loop must stop the pings and get us restarted.
@@ -271,21 +341,23 @@ class App:
             "and reloaded (systemctl --user reload bhogad, or SIGHUP)"
         )
 
-    def _add_reload(self, table: dict[str, MethodSpec], server: Server, daemon: QuotaKeeper) -> None:
-        status = table[Method.STATUS].handler
+    def _reload_method(
+        self, status: MethodSpec, server: Callable[[], Server], daemon: QuotaKeeper
+    ) -> MethodSpec:
+        """``daemon.reload``: answered with ``daemon.status`` once the new config is in use."""
 
         async def reload(_: None, call: Call) -> DaemonStatus:
-            error = await self._reload(server, daemon)
+            error = await self._reload(server(), daemon)
             if error is not None:
                 raise RpcError(
                     ErrorCode.APPLICATION,
                     f"reload failed, still running the previous config: {error}",
                     "config_error",
                 )
-            result: DaemonStatus = status(None, call)
+            result: DaemonStatus = status.handler(None, call)
             return result
 
-        table[Method.RELOAD] = MethodSpec(None, reload)
+        return MethodSpec(None, reload)
 
     def _guarded(self, table: dict[str, MethodSpec]) -> dict[str, MethodSpec]:
         """The table, refusing work while ``config_error`` is set (checked per call: reloads clear it)."""

@@ -64,7 +64,7 @@ def test_reload_command_waits_for_the_new_config_and_fails_on_a_bad_one(
 
     # The same through the protocol: an error reply with a stable kind.
     with d.router() as router, pytest.raises(RemoteError) as caught:
-        router.call(Method.RELOAD)
+        router.reload()
     assert caught.value.kind == "config_error" and str(d.config) in caught.value.message
     with d.router() as router:
         assert Method.RELOAD in router.hello().capabilities
