@@ -138,6 +138,7 @@ class QuotaKeeper:
         self._prices = pricing.PriceBook(cfg.pricing)
         #: Other machines' spend this month, from shared state; ``None`` while this daemon is alone.
         self.peer_spend: budgets.Spend | None = None
+        self._fleet_spend_cache: tuple[int, budgets.Spend] | None = None
         self.observers: list[Observer] = []
         #: The link to other machines' daemons, when ``shared.url`` is configured.
         self.shared: SharedLink | None = None
@@ -203,7 +204,7 @@ class QuotaKeeper:
         """
         now = self.clock()
         budgeted = self.cfg.budgets
-        spend = self.spend if self.peer_spend is None else budgets.combined(self.spend, self.peer_spend, now)
+        spend = self._fleet_spend(now) if budgeted.providers or budgeted.agents else self.spend
         agent_over = budgets.agent_over(spend, budgeted, now, agent)
         cache_key = (model, agent_over)
         cached = self._rankings.get(cache_key)
@@ -434,6 +435,14 @@ class QuotaKeeper:
         if changed:
             self.changed(pid, "shared")
             self.writer.submit(dirty=(pid,))
+
+    def _fleet_spend(self, now: datetime) -> budgets.Spend:
+        """This month's spend on every machine; recomputed only when it changes (``version``)."""
+        if self.peer_spend is None:
+            return self.spend
+        if self._fleet_spend_cache is None or self._fleet_spend_cache[0] != self.version:
+            self._fleet_spend_cache = (self.version, budgets.combined(self.spend, self.peer_spend, now))
+        return self._fleet_spend_cache[1]
 
     def set_peer_spend(self, spend: budgets.Spend | None) -> None:
         if spend != self.peer_spend:
