@@ -299,6 +299,11 @@ class AsyncRouter:
         """The daemon's metrics in Prometheus text format."""
         return await self._run(ops.metrics())
 
+    async def reload(self) -> DaemonStatus:
+        """Have the daemon re-read config.yaml; its status once the new config is in use, or the error
+        (``config_error``) that kept the running one."""
+        return await self._run(ops.reload())
+
     async def turns(
         self, after_id: int = 0, limit: int = 1000, session: str | None = None, agent: str | None = None
     ) -> list[StoredTurn]:

@@ -85,6 +85,8 @@ class Call(Generic[R]):
 HELLO: Operation[HelloParams, Hello] = Operation(Method.HELLO, HelloParams, Hello, idempotent=True)
 STATUS: Operation[None, DaemonStatus] = Operation(Method.STATUS, None, DaemonStatus, idempotent=True)
 METRICS: Operation[None, str] = Operation(Method.METRICS, None, str, idempotent=True)
+# Repeating a reload re-reads the same file: harmless.
+RELOAD: Operation[None, DaemonStatus] = Operation(Method.RELOAD, None, DaemonStatus, idempotent=True)
 BEST_FOR: Operation[ModelParams, RouterRecommendation | None] = Operation(
     Method.BEST_FOR, ModelParams, RouterRecommendation | None, idempotent=True
 )
@@ -127,6 +129,7 @@ OPERATIONS: Mapping[str, Operation[Any, Any]] = {
         HELLO,
         STATUS,
         METRICS,
+        RELOAD,
         BEST_FOR,
         RANK,
         RECORD_TURN,
@@ -282,6 +285,12 @@ def metrics() -> Call[str]:
     return Call(METRICS, msgspec.UNSET)
 
 
+def reload() -> Call[DaemonStatus]:
+    """Have the daemon re-read config.yaml; its status once the new config is in use, or the error
+    (``config_error``) that kept the running one."""
+    return Call(RELOAD, msgspec.UNSET)
+
+
 def turns(
     after_id: int = 0, limit: int = 1000, session: str | None = None, agent: str | None = None
 ) -> Call[list[StoredTurn]]:
@@ -323,6 +332,7 @@ API: tuple[Callable[..., Call[Any]], ...] = (
     hello,
     status,
     metrics,
+    reload,
     turns,
     usage,
 )

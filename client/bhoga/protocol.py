@@ -33,6 +33,8 @@ MAX_JSON_DEPTH: Final = 32
 class Method(enum.StrEnum):
     HELLO = "daemon.hello"
     STATUS = "daemon.status"
+    #: Re-read config.yaml and answer once it is in use, or with the error that kept the old one.
+    RELOAD = "daemon.reload"
     METRICS = "daemon.metrics"
     BEST_FOR = "router.best_for"
     RANK = "router.rank"
@@ -464,6 +466,8 @@ class DaemonStatus(msgspec.Struct, kw_only=True):
     ingest: IngestStatus | None = None
     #: Shared state across machines; ``None`` when this daemon runs alone (the default).
     shared: SharedStatus | None = None
+    #: Set while the daemon refuses work because config.yaml is invalid (socket-activated starts).
+    config_error: str | None = None
 
 
 class SharedStatus(msgspec.Struct, kw_only=True):

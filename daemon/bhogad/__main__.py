@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from enum import IntEnum
 
 import anyio
 
 from bhoga import paths
+from bhoga.client import Router
+from bhoga.errors import BhogaError
 from bhogad import __version__, config as config_mod
 from bhogad.app import App, EarlyHangup, Options, StartupError
 from bhogad.observability import logsetup
+from bhogad.service import listen
 from bhogad.service.lock import AlreadyRunning
 
 
@@ -43,21 +47,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="JSON log lines (default: when stderr is not a terminal)",
     )
     parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="ask the running bhogad to reload its config and wait for the outcome (systemd's ExecReload)",
+    )
     parser.add_argument("--version", action="version", version=f"bhogad {__version__}")
     return parser.parse_args(argv)
+
+
+def reload_running(socket: str | None) -> int:
+    """Have the daemon on ``socket`` reload, and exit as the reload went: 0 once the new config is in
+    use, 1 with the reason when it was refused (the daemon keeps its running config)."""
+    path = paths.socket_path(socket)
+    try:
+        with Router(socket_path=path, timeout=30.0) as router:
+            router.reload()
+    except BhogaError as exc:
+        print(f"bhogad: reload failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"bhogad: reloaded the daemon on {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     # First of all: a SIGHUP while we read the config must not kill us (its default action).
     early = EarlyHangup().install()
     args = parse_args(argv)
+    if args.reload:
+        return reload_running(args.socket)
     logsetup.configure(args.log_level, args.log_json)
     config_path = paths.config_path(args.config)
+    config_error = None
     try:
         cfg = config_mod.load(config_path)
     except config_mod.ConfigError as exc:
-        print(f"bhogad: config error: {exc}", file=sys.stderr)
-        return Exit.CONFIG
+        if args.check_config or not listen.activated(os.environ, os.getpid()):
+            print(f"bhogad: config error: {exc}", file=sys.stderr)
+            return Exit.CONFIG
+        # Clients are queued on the manager's socket: answer them with the error (see bhogad.app).
+        print(f"bhogad: config error: {exc}; serving only the error until a reload", file=sys.stderr)
+        cfg, config_error = config_mod.Config(), str(exc)
     if args.check_config:
         print(f"bhogad: {config_path if config_path.exists() else 'built-in defaults'}: ok")
         return Exit.OK
@@ -67,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         state_dir=paths.state_dir(args.state),
     )
     try:
-        anyio.run(App(opts, cfg, early).run)
+        anyio.run(App(opts, cfg, early, config_error).run)
     except AlreadyRunning as exc:
         print(f"bhogad: already running on {opts.socket_path} (pid {exc.pid})", file=sys.stderr)
         return Exit.OK

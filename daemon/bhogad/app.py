@@ -3,7 +3,13 @@
 Startup order matters: the instance lock comes before the socket path is touched (so a second daemon
 can never unlink the first one's socket), and the store is loaded before the first request is read.
 SIGTERM stops accepting, answers every line already read, flushes the store and exits 0.
-SIGHUP reloads config.yaml; a bad file keeps the running config and says why in the log.
+SIGHUP and the ``daemon.reload`` call reload config.yaml; a bad file keeps the running config and
+says why (in the log, the manager's STATUS and, for the call, its error reply).
+
+A socket-activated start with an invalid config.yaml does not exit: exiting would leave the clients
+queued on the manager's socket waiting for their timeout while the manager restarts us forever. It
+serves instead, refusing every request but hello/status/metrics/reload with an error naming the file
+and line, until a reload with a good file brings it into full service.
 
 Signals are caught before the socket exists: a SIGHUP from a service manager (or a person) the moment
 the daemon is reachable must reload, never kill it. One that comes even earlier, before the event
@@ -28,12 +34,15 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import anyio
 import httpx
+import msgspec
 import structlog
 
 from bhoga.paths import check_socket_path_length
+from bhoga.protocol import DaemonStatus, ErrorCode, Method
 from bhogad import __version__, config as config_mod
 from bhogad.alerting import AlertEngine
 from bhogad.discovery.poller import Poller
@@ -42,7 +51,7 @@ from bhogad.ingest.scanner import Scanner
 from bhogad.observability import metrics_http
 from bhogad.rpc import methods
 from bhogad.rpc.clients import Clients
-from bhogad.rpc.dispatch import Dispatcher
+from bhogad.rpc.dispatch import Call, Dispatcher, MethodSpec, RpcError
 from bhogad.rpc.server import Server, bind_unix
 from bhogad.service import listen
 from bhogad.service.lock import UnsafeDirectory, acquire, ensure_private_dir
@@ -90,12 +99,30 @@ class Options:
     state_dir: Path
 
 
+#: What a daemon with a broken config.yaml still answers: enough to see why, and to fix it.
+_ANSWERED_WITH_BAD_CONFIG = frozenset({Method.HELLO, Method.STATUS, Method.METRICS, Method.RELOAD})
+
+
 class App:
-    def __init__(self, opts: Options, cfg: config_mod.Config, early: EarlyHangup | None = None) -> None:
+    def __init__(
+        self,
+        opts: Options,
+        cfg: config_mod.Config,
+        early: EarlyHangup | None = None,
+        config_error: str | None = None,
+    ) -> None:
+        """``config_error``: config.yaml was invalid and ``cfg`` is the defaults (see the module doc)."""
         self.opts = opts
         self.cfg = cfg
         self.early = early or EarlyHangup()
+        self.config_error = config_error
         self.notifier = Notifier.from_environ()
+        self._reload_lock = anyio.Lock()
+        #: Starts the provider pollers, turn pruning and the metrics endpoint; deferred while the config
+        #: is broken (on defaults they could poll a provider the user switched off, prune turns the
+        #: user keeps longer, listen on the wrong port).
+        self._start_deferred: Callable[[], None] | None = None
+        self._scrape: asyncio.Server | None = None
 
     async def run(self) -> None:
         # The loop's handlers replace the default dispositions before anything can reach us.
@@ -180,23 +207,50 @@ class App:
                 poller.lease = shared.lease
             endpoint = methods.Endpoint(self.opts.socket_path, self.opts.config_path)
             table = methods.build(daemon, clients, endpoint, refresh=poller.refresh)
-            dispatcher = Dispatcher(table, observe=daemon.metrics.observe_rpc)
+            # The server is built from the dispatcher, so `daemon.reload` reaches it late, through
+            # this closure; no call can arrive before it exists.
+            table[Method.RELOAD] = self._reload_method(table[Method.STATUS], lambda: server, daemon)
+            dispatcher = Dispatcher(self._guarded(table), observe=daemon.metrics.observe_rpc)
             server = Server(clients, dispatcher, self.cfg.server)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.writer.run)
-                tg.start_soon(
-                    daemon.writer.maintain, self.cfg.store.keep_turns_days, IDEMPOTENCY_WINDOW_S, daemon.clock
-                )
-                tg.start_soon(poller.run)
-                tg.start_soon(AlertEngine(daemon).run)
-                tg.start_soon(Scanner(daemon, os.environ).run)
-                if shared is not None:
-                    tg.start_soon(shared.run)
+
+                def start_maintenance() -> None:
+                    tg.start_soon(
+                        daemon.writer.maintain,
+                        self.cfg.store.keep_turns_days,
+                        IDEMPOTENCY_WINDOW_S,
+                        daemon.clock,
+                    )
+
+                async def start_metrics() -> None:
+                    self._scrape = await self._metrics_http(partial(methods.metrics_text, daemon, clients))
+
+                def start_harness_paths() -> None:
+                    tg.start_soon(AlertEngine(daemon).run)
+                    tg.start_soon(Scanner(daemon, os.environ).run)
+
+                def start_deferred() -> None:
+                    # Pruning too: the defaults' retention is not the one the user chose.
+                    start_maintenance()
+                    tg.start_soon(poller.run)
+                    start_harness_paths()
+                    tg.start_soon(start_metrics)
+
+                if self.config_error is None:
+                    start_maintenance()
+                    tg.start_soon(poller.run)
+                    start_harness_paths()
+                    if shared is not None:  # None on the defaults a broken config leaves
+                        tg.start_soon(shared.run)
+                else:
+                    self._start_deferred = start_deferred
                 tg.start_soon(self._watchdog)
                 await server.start(sock)
                 # Signals that came during start-up were queued by the receiver and are handled now.
                 tg.start_soon(self._signals, signals, server, daemon)
-                scrape = await self._metrics_http(partial(methods.metrics_text, daemon, clients))
+                if self.config_error is None:
+                    await start_metrics()
                 log.info(
                     "ready",
                     socket=str(self.opts.socket_path),
@@ -204,12 +258,17 @@ class App:
                     config=str(self.opts.config_path) if self.opts.config_path else None,
                     pid=os.getpid(),
                 )
-                self.notifier.ready(f"serving on {self.opts.socket_path}")
+                if self.config_error is None:
+                    self.notifier.ready(f"serving on {self.opts.socket_path}")
+                else:
+                    log.error("config error: refusing requests until a reload", error=self.config_error)
+                    # READY all the same: the socket is served, and a failed start would only loop.
+                    self.notifier.ready(self._refusal())
                 if self.early.take():
                     await self._reload(server, daemon)
                 await server.closed()
-                if scrape is not None:
-                    scrape.close()
+                if self._scrape is not None:
+                    self._scrape.close()
                 with anyio.CancelScope(shield=True):
                     await daemon.writer.flush()
                 tg.cancel_scope.cancel()
@@ -252,17 +311,75 @@ class App:
             self.notifier.watchdog()
             await anyio.sleep(period)
 
-    async def _reload(self, server: Server, daemon: QuotaKeeper) -> None:
-        self.notifier.reloading()
-        try:
-            new = await anyio.to_thread.run_sync(config_mod.load, self.opts.config_path)
-        except config_mod.ConfigError as exc:
-            log.error("reload failed; keeping the running config", error=str(exc))
-            self.notifier.ready(f"reload failed, running the previous config: {exc}")
-            return
-        self.cfg = new
-        daemon.reconfigure(new)
-        server.limits = new.server
-        daemon.detect_keys(os.environ)
-        log.info("config reloaded", config=str(self.opts.config_path))
-        self.notifier.ready(f"config reloaded; serving on {self.opts.socket_path}")
+    async def _reload(self, server: Server, daemon: QuotaKeeper) -> str | None:
+        """Reload config.yaml; the error that kept the running config, or ``None`` once it is in use.
+
+        RELOADING=1 (stamped with MONOTONIC_USEC) before and READY=1 after, whatever the outcome: the
+        pair systemd's Type=notify-reload waits for, and the end of a reload it saw us start.
+        """
+        async with self._reload_lock:  # a SIGHUP during a `daemon.reload` call waits its turn
+            self.notifier.reloading()
+            try:
+                new = await anyio.to_thread.run_sync(config_mod.load, self.opts.config_path)
+            except config_mod.ConfigError as exc:
+                log.error("reload failed; keeping the running config", error=str(exc))
+                if self.config_error is not None:
+                    self.config_error = str(exc)
+                    self.notifier.ready(self._refusal())
+                else:
+                    self.notifier.ready(f"reload failed, running the previous config: {exc}")
+                return str(exc)
+            self.cfg = new
+            daemon.reconfigure(new)
+            server.limits = new.server
+            daemon.detect_keys(os.environ)
+            if self.config_error is not None:
+                log.info("config fixed: serving requests", config=str(self.opts.config_path))
+                self.config_error = None
+            if self._start_deferred is not None:
+                self._start_deferred()
+                self._start_deferred = None
+            log.info("config reloaded", config=str(self.opts.config_path))
+            self.notifier.ready(f"config reloaded; serving on {self.opts.socket_path}")
+            return None
+
+    def _refusal(self) -> str:
+        return (
+            f"config error in {self.config_error} — bhogad refuses requests until the file is fixed "
+            "and reloaded (systemctl --user reload bhogad, or SIGHUP)"
+        )
+
+    def _reload_method(
+        self, status: MethodSpec, server: Callable[[], Server], daemon: QuotaKeeper
+    ) -> MethodSpec:
+        """``daemon.reload``: answered with ``daemon.status`` once the new config is in use."""
+
+        async def reload(_: None, call: Call) -> DaemonStatus:
+            error = await self._reload(server(), daemon)
+            if error is not None:
+                raise RpcError(
+                    ErrorCode.APPLICATION,
+                    f"reload failed, still running the previous config: {error}",
+                    "config_error",
+                )
+            result: DaemonStatus = status.handler(None, call)
+            return result
+
+        return MethodSpec(None, reload)
+
+    def _guarded(self, table: dict[str, MethodSpec]) -> dict[str, MethodSpec]:
+        """The table, refusing work while ``config_error`` is set (checked per call: reloads clear it)."""
+
+        def guard(name: str, handler: Callable[[Any, Call], Any]) -> Callable[[Any, Call], Any]:
+            def guarded(params: Any, call: Call) -> Any:
+                if self.config_error is not None:
+                    if name == Method.STATUS:
+                        result: DaemonStatus = handler(params, call)
+                        return msgspec.structs.replace(result, config_error=self.config_error)
+                    if name not in _ANSWERED_WITH_BAD_CONFIG:
+                        raise RpcError(ErrorCode.APPLICATION, self._refusal(), "config_error")
+                return handler(params, call)
+
+            return guarded
+
+        return {name: MethodSpec(spec.params_type, guard(name, spec.handler)) for name, spec in table.items()}

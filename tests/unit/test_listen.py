@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bhogad.service.listen import ActivationError, from_systemd
+from bhogad.service.listen import LAUNCHD_LABEL, ActivationError, activated, from_systemd
 
 CHILD = """\
 import os, socket, sys
@@ -96,3 +96,32 @@ def test_no_variables_means_not_activated() -> None:
 def test_a_malformed_count_is_an_error_naming_it() -> None:
     with pytest.raises(ActivationError, match="LISTEN_FDS"):
         from_systemd({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "three"}, os.getpid())
+
+
+@pytest.mark.parametrize(
+    ("env", "platform", "expected"),
+    [
+        ({"LISTEN_PID": "{pid}", "LISTEN_FDS": "1"}, "linux", True),
+        ({"LISTEN_PID": "{pid}", "LISTEN_FDS": "0"}, "linux", False),
+        ({"LISTEN_PID": "{other}", "LISTEN_FDS": "1"}, "linux", False),
+        ({"LISTEN_FDS": "1"}, "linux", False),
+        ({}, "linux", False),
+        ({"XPC_SERVICE_NAME": LAUNCHD_LABEL}, "darwin", True),
+        ({"XPC_SERVICE_NAME": "com.apple.Terminal"}, "darwin", False),
+        ({"XPC_SERVICE_NAME": LAUNCHD_LABEL}, "linux", False),
+    ],
+)
+def test_activated_is_judged_without_taking_the_socket(
+    env: dict[str, str], platform: str, expected: bool
+) -> None:
+    pid = os.getpid()
+    environ = {k: v.format(pid=pid, other=pid + 1) for k, v in env.items()}
+    before = dict(environ)
+    assert activated(environ, pid, platform) is expected
+    assert environ == before  # from_systemd still finds (and removes) the variables later
+
+
+def test_the_daemon_knows_the_agents_label() -> None:
+    from bhoga.service import units
+
+    assert LAUNCHD_LABEL == units.LABEL

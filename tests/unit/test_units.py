@@ -92,7 +92,11 @@ def test_service_unit_has_the_lifecycle_settings() -> None:
         "Type=notify",
         "Restart=on-failure",
         "WatchdogSec=30",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        # Reload through the daemon's answer, not a bare signal: it can fail, and it waits.
+        "ExecReload=/usr/bin/bhogad --reload",
+        # Deny with an error, never kill with SIGSYS (Node's pkey_alloc probe).
+        "SystemCallErrorNumber=EPERM",
+        "SystemCallFilter=@system-service @pkey",
         "Requires=bhogad.socket",
         "WantedBy=default.target",
         "UMask=0077",

@@ -149,7 +149,8 @@ def check_config(config_path: Path) -> Check:
             name,
             FAIL,
             reason[0].removeprefix("bhogad: "),
-            f"fix {config_path} where the message says; then `kill -HUP` bhogad (or restart it)",
+            f"fix {config_path} where the message says; then `systemctl --user reload bhogad` "
+            "(or `kill -HUP` bhogad)",
         )
     return Check(name, PASS, done.stdout.strip().removeprefix("bhogad: "))
 

@@ -257,12 +257,18 @@ def cmd_status(args: argparse.Namespace, router: Router, out: TextIO) -> int:
         hello = router.hello()
         where = str(router.socket_path)
         report["daemon"] = {"version": hello.daemon_version, "pid": hello.pid, "socket": where}
+        try:
+            broken = router.status().config_error
+        except (BhogaError, OSError):
+            broken = None  # an older daemon, or one that went away: hello already said enough
+        # Set while the daemon refuses requests over a broken config.yaml (see `bhogad.app`).
+        report["daemon"]["config_error"] = broken
     except (BhogaError, OSError) as exc:
         report["daemon"] = None
         report["daemon_error"] = f"not reachable at {router.socket_path} ({exc})"
     if args.json:
         print_json(report, out)
-        return 0 if report["daemon"] else 1
+        return 0 if report["daemon"] and report["daemon"]["config_error"] is None else 1
     for path, exists in report["files"].items():
         out.write(f"{path}: {'installed' if exists else 'not installed'}\n")
     for unit, state in report["units"].items():
@@ -275,6 +281,9 @@ def cmd_status(args: argparse.Namespace, router: Router, out: TextIO) -> int:
         return 1
     daemon = report["daemon"]
     out.write(f"daemon: bhogad {daemon['version']}, pid {daemon['pid']}, on {daemon['socket']}\n")
+    if daemon["config_error"] is not None:
+        out.write(f"daemon: refusing requests, config error in {daemon['config_error']}\n")
+        return 1
     return 0
 
 

@@ -61,25 +61,50 @@ Requires={UNIT}.socket
 After={UNIT}.socket
 
 [Service]
+# READY=1 once the socket is served; RELOADING=1 (with MONOTONIC_USEC) and READY=1 around a reload,
+# which is also what Type=notify-reload (systemd >= 253) expects.
 Type=notify
 ExecStart={exec_start}
-ExecReload=/bin/kill -HUP $MAINPID
+# Asks the running daemon to reload and waits for its answer, so `systemctl reload` fails on a bad
+# config.yaml (naming file and line) and returns only once the new config is in use.
+ExecReload={exec_start} --reload
 {env}Restart=on-failure
 RestartSec=2
 # SIGTERM answers what was read and flushes within server.shutdown_grace_s (5 s); keep this above.
 TimeoutStopSec=15
 # bhogad pings at half this interval from its event loop, so a hung loop gets restarted.
 WatchdogSec=30
+# Files it creates (the state store, the socket's directory) are private to the user.
 UMask=0077
 # Hardening that works in user units without user namespaces. Filesystem options (ProtectSystem,
-# ProtectHome, PrivateTmp) imply PrivateUsers= since systemd 254 and are left out on purpose.
+# ProtectHome, PrivateTmp, ProtectKernel*, PrivateDevices) need a mount namespace, which a user
+# manager can only make inside a user namespace (PrivateUsers=, implied since systemd 254 and refused
+# where unprivileged user namespaces are restricted); they are left out on purpose.
+# Neither bhogad nor the CLIs it runs (codex, gh, security) gain privileges through setuid binaries.
 NoNewPrivileges=yes
+# No need for another execution domain (personality(2)).
 LockPersonality=yes
+# No realtime scheduling: polling is background work.
 RestrictRealtime=yes
+# Files it creates never carry setuid/setgid bits.
 RestrictSUIDSGID=yes
+# No namespaces of any kind: bhogad needs none, and it asks `codex app-server` only for rate
+# limits, never to run a command in Codex's sandbox.
+RestrictNamespaces=yes
+# Its own session keyring, not the user's: it reads credentials from files, never the kernel keyring.
+KeyringMode=private
+# Native system calls only (no 32-bit ABI tricks).
 SystemCallArchitectures=native
+# The socket (AF_UNIX) and provider APIs (AF_INET/6); no netlink, packet or exotic sockets.
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-SystemCallFilter=@system-service
+# A call outside the lists below fails with EPERM instead of killing the process with SIGSYS, the
+# default: Node 20 (the codex launcher) probes pkey_alloc at start and copes with an error, not a kill.
+SystemCallErrorNumber=EPERM
+# What a service normally needs, plus memory protection keys (Node's probe, then it can use them) ...
+SystemCallFilter=@system-service @pkey
+# ... but nothing privileged (chown, setuid, ...) and no resource-limit or scheduling changes.
+SystemCallFilter=~@privileged @resources
+# MemoryDenyWriteExecute= is left out: Node's JIT (the codex launcher) needs writable code pages.
 
 [Install]
 WantedBy=default.target
@@ -116,9 +141,16 @@ def launchd_plist(
         "ProgramArguments": list(argv),
         # Polling must run even before a client connects.
         "RunAtLoad": True,
-        # Restart after a crash, not after a clean exit (a bare true respawns on every exit).
+        # Restart after a crash, not after a clean exit (a bare true respawns on every exit). A bad
+        # config.yaml does not exit: a launchd-started bhogad answers clients with the error instead.
         "KeepAlive": {"SuccessfulExit": False},
+        # launchd's own default, written down: at most one respawn per 10 s after a crash.
+        "ThrottleInterval": 10,
+        # SIGTERM, then SIGKILL after this: above server.shutdown_grace_s (5 s), as TimeoutStopSec=.
+        "ExitTimeOut": 15,
         "ProcessType": "Background",
+        # State, socket and logs are private to the user.
+        "Umask": 0o077,
         "EnvironmentVariables": {"BHOGA_SOCKET": socket_path, **environment},
         # SockPathMode is decimal in the plist: 384 is 0o600.
         "Sockets": {"Listeners": {"SockPathName": socket_path, "SockPathMode": 0o600, "SockType": "stream"}},

@@ -13,7 +13,7 @@ import errno
 import os
 import socket
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 #: systemd passes inherited descriptors from 3 upwards (``SD_LISTEN_FDS_START``).
 LISTEN_FDS_START = 3
@@ -21,10 +21,24 @@ LISTEN_FDS_START = 3
 FD_NAME = "rpc"
 #: The key under ``Sockets`` in the LaunchAgent plist.
 LAUNCHD_NAME = "Listeners"
+#: The LaunchAgent's ``Label`` (bhoga.service.units.LABEL; the daemon does not import the renderer).
+LAUNCHD_LABEL = "io.bhoga.bhogad"
 
 
 class ActivationError(Exception):
     """The manager passed something we cannot serve on; the message says what to fix in the unit."""
+
+
+def activated(environ: Mapping[str, str], own_pid: int, platform: str = sys.platform) -> bool:
+    """Whether a service manager started us on its socket, judged without taking the socket.
+
+    systemd names us in ``LISTEN_PID``; launchd sets no socket variable, but names the job in
+    ``XPC_SERVICE_NAME`` (our plist's ``Label``).
+    """
+    listen_pid, count = environ.get("LISTEN_PID", "").strip(), environ.get("LISTEN_FDS", "0").strip()
+    if listen_pid == str(own_pid) and count not in ("", "0"):
+        return True
+    return platform == "darwin" and environ.get("XPC_SERVICE_NAME") == LAUNCHD_LABEL
 
 
 def inherited_socket(environ: MutableMapping[str, str] | None = None) -> socket.socket | None:
