@@ -23,6 +23,7 @@ STRATEGY_NAMES = ("headroom", "pace")
 _Count = Annotated[int, msgspec.Meta(ge=1)]
 _Seconds = Annotated[float, msgspec.Meta(gt=0)]
 _Usd = Annotated[float, msgspec.Meta(ge=0)]
+_Margin = Annotated[float, msgspec.Meta(ge=0, le=100)]
 
 
 class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -83,6 +84,14 @@ class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     burn_window_s: _Seconds = 3600.0
     #: Pace rankings drift with the clock (resets come closer, burn rates decay): reuse one this long.
     pace_recompute_s: _Seconds = 30.0
+    #: How much better another provider must be before an answer changes, in the strategy's score:
+    #: a fraction of quota for headroom (0.1 = 10 points), multiples of even pace for pace.
+    switch_margin: _Margin = 0.1
+    #: Extra margin per USD that switching a session would cost (its prompt cache, priced).
+    margin_per_usd: _Margin = 0.25
+    #: A session keeps its provider while it called within this long (prompt caches live about 5
+    #: minutes, or an hour with the longer cache); after that, it is routed afresh.
+    session_idle_s: _Seconds = 300.0
 
 
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
