@@ -125,15 +125,17 @@ class AsyncRouter:
                 await self._disconnect()
             raise
 
-    async def best_for(self, model: str, *, agent: str | None = None) -> RouterRecommendation | None:
-        params = model_params(model, agent)
+    async def best_for(
+        self, model: str, *, agent: str | None = None, session: str | None = None
+    ) -> RouterRecommendation | None:
+        params = model_params(model, agent, session)
         result: RouterRecommendation | None = await self.call(
             Method.BEST_FOR, params, RouterRecommendation | None
         )
         return result
 
-    async def rank(self, model: str, *, agent: str | None = None) -> Ranking:
-        result: Ranking = await self.call(Method.RANK, model_params(model, agent), Ranking)
+    async def rank(self, model: str, *, agent: str | None = None, session: str | None = None) -> Ranking:
+        result: Ranking = await self.call(Method.RANK, model_params(model, agent, session), Ranking)
         return result
 
     async def record_turn(

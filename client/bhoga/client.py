@@ -121,8 +121,13 @@ def turn_params(
     return params
 
 
-def model_params(model: str, agent: str | None) -> dict[str, Any]:
-    return {"model": model} if agent is None else {"model": model, "agent": agent}
+def model_params(model: str, agent: str | None, session: str | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": model}
+    if agent is not None:
+        params["agent"] = agent
+    if session is not None:
+        params["session"] = session
+    return params
 
 
 def set_quota_params(
@@ -336,18 +341,22 @@ class Router:
 
     # -- the library's API -----------------------------------------------------------------------
 
-    def best_for(self, model: str, *, agent: str | None = None) -> RouterRecommendation | None:
+    def best_for(
+        self, model: str, *, agent: str | None = None, session: str | None = None
+    ) -> RouterRecommendation | None:
         """The provider with the most usable quota for ``model`` now, or ``None`` if none can serve it.
 
         With ``agent``, an agent over its monthly budget is not sent to paid (API-key) providers.
+        With ``session``, the session keeps its provider (and its prompt cache) unless it became
+        ineligible or another is better by a clear margin; the reason says which.
         """
-        params = model_params(model, agent)
+        params = model_params(model, agent, session)
         result: RouterRecommendation | None = self.call(Method.BEST_FOR, params, RouterRecommendation | None)
         return result
 
-    def rank(self, model: str, *, agent: str | None = None) -> Ranking:
+    def rank(self, model: str, *, agent: str | None = None, session: str | None = None) -> Ranking:
         """Every candidate for ``model``, best first, each with the reason it was chosen or rejected."""
-        result: Ranking = self.call(Method.RANK, model_params(model, agent), Ranking)
+        result: Ranking = self.call(Method.RANK, model_params(model, agent, session), Ranking)
         return result
 
     def record_turn(

@@ -286,6 +286,9 @@ class ModelParams(msgspec.Struct, kw_only=True):
     model: str
     #: The agent asking. An agent over its monthly budget is routed away from paid providers.
     agent: str | None = None
+    #: The harness session asking (as given to ``record_turn``): it keeps its provider, and so its
+    #: prompt cache, unless that provider became ineligible or another is better by a clear margin.
+    session: str | None = None
 
 
 class ProviderFilter(msgspec.Struct, kw_only=True):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import msgspec
@@ -53,6 +53,20 @@ from bhogad.storage.writer import Ticket, Writer
 log = structlog.get_logger("bhogad.domain.keeper")
 
 _PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+#: Sessions remembered for affinity (the least recently active are forgotten first), and the longest
+#: session id accepted: harnesses send UUIDs or short names.
+_MAX_SESSIONS = 4096
+MAX_SESSION_LEN = 256
+
+
+class SessionRoute(msgspec.Struct, kw_only=True):
+    """Where a harness session is now, so its next call can stay there and keep its prompt cache."""
+
+    provider: str
+    model: str
+    at: datetime
+    #: Tokens of prompt the provider holds cached for it (its last call's cache reads and writes).
+    cached_tokens: int = 0
 
 
 class InvalidInput(RpcError):
@@ -84,7 +98,11 @@ class QuotaKeeper:
         self._signatures: dict[str, tuple[object, ...]] = {}
         #: Bumped on every change of state or config; cached rankings from older versions are void.
         self.version = 0
-        self._rankings: dict[tuple[str, bool], tuple[int, Ranking, datetime | None]] = {}
+        self._rankings: dict[tuple[object, ...], tuple[int, Ranking, datetime | None]] = {}
+        #: Session affinity (in memory only: a prompt cache does not outlive a restart by much), and
+        #: the last answer per model, which the ranking keeps until another is clearly better.
+        self.sessions: dict[str, SessionRoute] = {}
+        self._last_answer: dict[str, str] = {}
         #: This month's spend, for budgets; rebuilt from the ledger by ``load``.
         self.spend = budgets.Spend(month=budgets.month_of(clock()))
         self.started_at = clock()
@@ -138,36 +156,84 @@ class QuotaKeeper:
 
     # -- operations ------------------------------------------------------------------------------
 
-    def rank(self, model: str, agent: str | None = None) -> Ranking:
-        """The ranking for ``model`` (as ``agent`` sees it), reused until state changes or time alone
-        would change it.
+    def rank(self, model: str, agent: str | None = None, session: str | None = None) -> Ranking:
+        """The ranking for ``model`` (as ``agent`` and ``session`` see it), reused until state changes
+        or time alone would change it.
 
         Harnesses ask for the same few models over and over; recomputing every provider's view per
         call would make ranking the daemon's hottest path. An agent's ranking differs from everyone
-        else's only while that agent is over its budget, so that is all the cache key carries.
+        else's only while that agent is over its budget, and a session's only by who holds its
+        answer, so that is all the cache key carries.
         """
+        if session is not None and not 0 < len(session) <= MAX_SESSION_LEN:
+            raise InvalidInput(
+                "invalid_session", f"session must be 1–{MAX_SESSION_LEN} characters", field="session"
+            )
         now = self.clock()
         budgeted = self.cfg.budgets
         agent_over = budgets.agent_over(self.spend, budgeted, now, agent)
-        cache_key = (model, agent_over)
+        holder, holder_until = self._holder(model, session, now)
+        cache_key = (model, agent_over, session if holder and holder.explain else None, holder)
         cached = self._rankings.get(cache_key)
         if cached is not None and cached[0] == self.version and (cached[2] is None or now < cached[2]):
-            return cached[1]
+            return self._remember(model, session, cached[1], now)
         if not model.strip():
             raise InvalidInput("invalid_model", "model must be a non-empty string")
         blocked: dict[str, str] = {}
         if budgeted.providers or budgeted.agents:
             paid = [pid for pid, pcfg in self.cfg.providers.items() if pcfg.kind is ProviderKind.API_KEY]
             blocked = budgets.blocked(self.spend, budgeted, now, paid, agent if agent_over else None)
-        ranking, changes_at = routing.rank_until(model, self.providers, self.cfg, now, blocked)
-        if budgeted.providers or budgeted.agents:
-            # Budgets reset at the month's turn, with no event to mark it.
-            month_turns = budgets.next_month_start(now)
-            changes_at = month_turns if changes_at is None else min(changes_at, month_turns)
+        ranking, changes_at = routing.rank_until(model, self.providers, self.cfg, now, blocked, holder)
+        for until in (
+            budgets.next_month_start(now) if budgeted.providers or budgeted.agents else None,
+            holder_until,
+        ):
+            # Budgets reset at the month's turn and a session's affinity lapses when it idles, with
+            # no event to mark either.
+            if until is not None:
+                changes_at = until if changes_at is None else min(changes_at, until)
         if len(self._rankings) > 1024:
             self._rankings.clear()
         self._rankings[cache_key] = (self.version, ranking, changes_at)
+        return self._remember(model, session, ranking, now)
+
+    def _holder(
+        self, model: str, session: str | None, now: datetime
+    ) -> tuple[routing.Holder | None, datetime | None]:
+        """Who holds the answer for this caller, and until when: the session's provider while the
+        session is active, else the last answer for the model."""
+        route = self.sessions.get(session) if session is not None else None
+        if route is not None:
+            until = route.at + timedelta(seconds=self.cfg.routing.session_idle_s)
+            if now < until:
+                cost = pricing.cache_loss(route.model, route.cached_tokens, overrides=self.cfg.pricing)
+                return routing.Holder(route.provider, f"session {session}", cost, explain=True), until
+        last = self._last_answer.get(model)
+        return (routing.Holder(last, "the last answer") if last is not None else None), None
+
+    def _remember(self, model: str, session: str | None, ranking: Ranking, now: datetime) -> Ranking:
+        chosen = ranking.recommendation
+        if chosen is None:
+            return ranking
+        if session is None:
+            if len(self._last_answer) > 1024:
+                self._last_answer.clear()
+            self._last_answer[model] = chosen.provider_id
+            return ranking
+        route = self.sessions.get(session)
+        # The harness is about to call the provider it was given; its cache there is only what it
+        # already had, if it stayed.
+        cached = route.cached_tokens if route is not None and route.provider == chosen.provider_id else 0
+        self._note_session(
+            session, SessionRoute(provider=chosen.provider_id, model=model, at=now, cached_tokens=cached)
+        )
         return ranking
+
+    def _note_session(self, session: str, route: SessionRoute) -> None:
+        self.sessions.pop(session, None)  # re-inserted last: the dict stays least recently active first
+        self.sessions[session] = route
+        while len(self.sessions) > _MAX_SESSIONS:
+            del self.sessions[next(iter(self.sessions))]
 
     def reconfigure(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -194,6 +260,18 @@ class QuotaKeeper:
         if reading.limit_names:
             reading.windows = [_named_scope(w, reading.limit_names) for w in reading.windows]
         apply_turn(p, turn, reading, now, burn_window_s=self.cfg.routing.burn_window_s)
+        if (
+            turn.session is not None
+            and 200 <= turn.status_code < 400
+            and len(turn.session) <= MAX_SESSION_LEN
+        ):
+            held = self.sessions.get(turn.session)
+            if held is None or held.at <= at:
+                cached = turn.cache_read_tokens + turn.cache_write_tokens
+                self._note_session(
+                    turn.session,
+                    SessionRoute(provider=turn.provider, model=turn.model, at=at, cached_tokens=cached),
+                )
         self.metrics.count_turn(turn.provider, turn.status_code)
         pcfg = self.cfg.providers.get(turn.provider)
         billed = (pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY
