@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 import msgspec
@@ -33,7 +33,8 @@ from bhoga.quota.headers import read_response
 from bhoga.quota.values import model_scope
 from bhogad.config import Config
 from bhogad.discovery.providers import api_keys
-from bhogad.domain import budgets, pricing, routing
+from bhogad.domain import affinity, budgets, pricing, routing
+from bhogad.domain.affinity import Affinity
 from bhogad.domain.state import (
     PollResult,
     ProviderState,
@@ -53,20 +54,6 @@ from bhogad.storage.writer import Ticket, Writer
 log = structlog.get_logger("bhogad.domain.keeper")
 
 _PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-#: Sessions remembered for affinity (the least recently active are forgotten first), and the longest
-#: session id accepted: harnesses send UUIDs or short names.
-_MAX_SESSIONS = 4096
-MAX_SESSION_LEN = 256
-
-
-class SessionRoute(msgspec.Struct, kw_only=True):
-    """Where a harness session is now, so its next call can stay there and keep its prompt cache."""
-
-    provider: str
-    model: str
-    at: datetime
-    #: Tokens of prompt the provider holds cached for it (its last call's cache reads and writes).
-    cached_tokens: int = 0
 
 
 class InvalidInput(RpcError):
@@ -99,10 +86,8 @@ class QuotaKeeper:
         #: Bumped on every change of state or config; cached rankings from older versions are void.
         self.version = 0
         self._rankings: dict[tuple[object, ...], tuple[int, Ranking, datetime | None]] = {}
-        #: Session affinity (in memory only: a prompt cache does not outlive a restart by much), and
-        #: the last answer per model, which the ranking keeps until another is clearly better.
-        self.sessions: dict[str, SessionRoute] = {}
-        self._last_answer: dict[str, str] = {}
+        #: Session routes and last answers, which rankings keep until another is clearly better.
+        self.affinity = Affinity()
         #: This month's spend, for budgets; rebuilt from the ledger by ``load``.
         self.spend = budgets.Spend(month=budgets.month_of(clock()))
         self.started_at = clock()
@@ -165,18 +150,19 @@ class QuotaKeeper:
         else's only while that agent is over its budget, and a session's only by who holds its
         answer, so that is all the cache key carries.
         """
-        if session is not None and not 0 < len(session) <= MAX_SESSION_LEN:
+        if session is not None and not 0 < len(session) <= affinity.MAX_SESSION_LEN:
             raise InvalidInput(
-                "invalid_session", f"session must be 1–{MAX_SESSION_LEN} characters", field="session"
+                "invalid_session", f"session must be 1–{affinity.MAX_SESSION_LEN} characters", field="session"
             )
         now = self.clock()
         budgeted = self.cfg.budgets
         agent_over = budgets.agent_over(self.spend, budgeted, now, agent)
-        holder, holder_until = self._holder(model, session, now)
+        holder, holder_until = self.affinity.holder(self.cfg, model, session, now)
         cache_key = (model, agent_over, session if holder and holder.explain else None, holder)
         cached = self._rankings.get(cache_key)
         if cached is not None and cached[0] == self.version and (cached[2] is None or now < cached[2]):
-            return self._remember(model, session, cached[1], now)
+            self.affinity.answered(model, session, _chosen(cached[1]), now)
+            return cached[1]
         if not model.strip():
             raise InvalidInput("invalid_model", "model must be a non-empty string")
         blocked: dict[str, str] = {}
@@ -195,45 +181,8 @@ class QuotaKeeper:
         if len(self._rankings) > 1024:
             self._rankings.clear()
         self._rankings[cache_key] = (self.version, ranking, changes_at)
-        return self._remember(model, session, ranking, now)
-
-    def _holder(
-        self, model: str, session: str | None, now: datetime
-    ) -> tuple[routing.Holder | None, datetime | None]:
-        """Who holds the answer for this caller, and until when: the session's provider while the
-        session is active, else the last answer for the model."""
-        route = self.sessions.get(session) if session is not None else None
-        if route is not None:
-            until = route.at + timedelta(seconds=self.cfg.routing.session_idle_s)
-            if now < until:
-                cost = pricing.cache_loss(route.model, route.cached_tokens, overrides=self.cfg.pricing)
-                return routing.Holder(route.provider, f"session {session}", cost, explain=True), until
-        last = self._last_answer.get(model)
-        return (routing.Holder(last, "the last answer") if last is not None else None), None
-
-    def _remember(self, model: str, session: str | None, ranking: Ranking, now: datetime) -> Ranking:
-        chosen = ranking.recommendation
-        if chosen is None:
-            return ranking
-        if session is None:
-            if len(self._last_answer) > 1024:
-                self._last_answer.clear()
-            self._last_answer[model] = chosen.provider_id
-            return ranking
-        route = self.sessions.get(session)
-        # The harness is about to call the provider it was given; its cache there is only what it
-        # already had, if it stayed.
-        cached = route.cached_tokens if route is not None and route.provider == chosen.provider_id else 0
-        self._note_session(
-            session, SessionRoute(provider=chosen.provider_id, model=model, at=now, cached_tokens=cached)
-        )
+        self.affinity.answered(model, session, _chosen(ranking), now)
         return ranking
-
-    def _note_session(self, session: str, route: SessionRoute) -> None:
-        self.sessions.pop(session, None)  # re-inserted last: the dict stays least recently active first
-        self.sessions[session] = route
-        while len(self.sessions) > _MAX_SESSIONS:
-            del self.sessions[next(iter(self.sessions))]
 
     def reconfigure(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -260,18 +209,9 @@ class QuotaKeeper:
         if reading.limit_names:
             reading.windows = [_named_scope(w, reading.limit_names) for w in reading.windows]
         apply_turn(p, turn, reading, now, burn_window_s=self.cfg.routing.burn_window_s)
-        if (
-            turn.session is not None
-            and 200 <= turn.status_code < 400
-            and len(turn.session) <= MAX_SESSION_LEN
-        ):
-            held = self.sessions.get(turn.session)
-            if held is None or held.at <= at:
-                cached = turn.cache_read_tokens + turn.cache_write_tokens
-                self._note_session(
-                    turn.session,
-                    SessionRoute(provider=turn.provider, model=turn.model, at=at, cached_tokens=cached),
-                )
+        ok = 200 <= turn.status_code < 400
+        cached = turn.cache_read_tokens + turn.cache_write_tokens
+        self.affinity.called(turn.session, turn.provider, turn.model, at, ok, cached)
         self.metrics.count_turn(turn.provider, turn.status_code)
         pcfg = self.cfg.providers.get(turn.provider)
         billed = (pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY
@@ -342,6 +282,10 @@ class QuotaKeeper:
         line = codec.notification_line(QUOTA_CHANGED, QuotaChanged(provider=pid, cause=cause, quota=quota))
         for subscriber in self.subscribers:
             subscriber.offer(line)
+
+
+def _chosen(ranking: Ranking) -> str | None:
+    return ranking.recommendation.provider_id if ranking.recommendation is not None else None
 
 
 def _named_scope(w: QuotaWindow, names: dict[str, str]) -> QuotaWindow:
