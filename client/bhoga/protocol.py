@@ -166,6 +166,9 @@ class ProviderQuota(msgspec.Struct, kw_only=True):
     health: Health = Health.HEALTHY
     #: Models this provider is failing for while others answer (an overloaded Opus): model → health.
     model_health: dict[str, Health] = msgspec.field(default_factory=dict)
+    #: Per fresh quota window: when it runs out at the current burn rate ("runs out in 5h10m"), or
+    #: that it lasts until its reset, with the confidence of that projection.
+    outlook: dict[str, str] = msgspec.field(default_factory=dict)
     consecutive_failures: int = 0
     last_error: str | None = None
     n_requests: int = 0

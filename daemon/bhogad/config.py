@@ -68,8 +68,10 @@ class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )
     #: Below this remaining fraction a provider reports status ``low``.
     low_fraction: float = 0.10
-    #: Cooldown after a 429 that says nothing about when to retry.
+    #: Cooldown after a 429 that says nothing about when to retry. Each further 429 without a success
+    #: in between doubles it, up to ``default_cooldown_max_s``; a success starts again from this.
     default_cooldown_s: float = 60.0
+    default_cooldown_max_s: _Seconds = 3600.0
     #: A provider that reported a successful turn counts as available for this long, even when the
     #: daemon itself holds no credentials for it (the harness does).
     turn_evidence_s: float = 7 * 24 * 3600.0
@@ -86,12 +88,13 @@ class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pace_recompute_s: _Seconds = 30.0
     #: How much better another provider must be before an answer changes, in the strategy's score:
     #: a fraction of quota for headroom (0.1 = 10 points), multiples of even pace for pace.
-    switch_margin: _Margin = 0.1
+    switch_margin: _Margin = 0.2
     #: Extra margin per USD that switching a session would cost (its prompt cache, priced).
-    margin_per_usd: _Margin = 0.25
-    #: A session keeps its provider while it called within this long (prompt caches live about 5
-    #: minutes, or an hour with the longer cache); after that, it is routed afresh.
-    session_idle_s: _Seconds = 300.0
+    margin_per_usd: _Margin = 1.0
+    #: A session keeps its provider while it called within this long; after that it is routed afresh.
+    #: Its prompt cache lives about 5 minutes (an hour with the longer cache), and only while it
+    #: lives does switching cost more than the margin; staying put longer keeps answers predictable.
+    session_idle_s: _Seconds = 3600.0
 
 
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

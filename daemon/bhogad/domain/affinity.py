@@ -21,6 +21,9 @@ from bhogad.domain.routing import Holder
 MAX_SESSIONS: Final = 4096
 MAX_SESSION_LEN: Final = 256
 _MAX_MODELS: Final = 1024
+#: How long a provider keeps a prompt cache after its last use (Anthropic's default; OpenAI's is
+#: similar). A session idle longer has nothing cached left to lose by moving.
+CACHE_TTL: Final = timedelta(minutes=5)
 
 
 class SessionRoute(msgspec.Struct, kw_only=True):
@@ -49,7 +52,8 @@ class Affinity:
         if route is not None:
             until = route.at + timedelta(seconds=cfg.routing.session_idle_s)
             if now < until:
-                cost = pricing.cache_loss(route.model, route.cached_tokens, overrides=cfg.pricing)
+                cached = route.cached_tokens if now - route.at <= CACHE_TTL else 0
+                cost = pricing.cache_loss(route.model, cached, overrides=cfg.pricing)
                 return Holder(route.provider, f"session {session}", cost, explain=True), until
         last = self.last_answer.get(model)
         return (Holder(last, "the last answer") if last is not None else None), None

@@ -40,11 +40,13 @@ from bhogad.domain.state import (
     ProviderState,
     apply_poll,
     apply_turn,
+    bare_cooldown_s,
     manual_windows,
     merge_windows,
     new_provider,
     provider_quota,
     signature,
+    start_trial,
 )
 from bhogad.observability.metrics import Metrics
 from bhogad.rpc.dispatch import RpcError
@@ -161,8 +163,7 @@ class QuotaKeeper:
         cache_key = (model, agent_over, session if holder and holder.explain else None, holder)
         cached = self._rankings.get(cache_key)
         if cached is not None and cached[0] == self.version and (cached[2] is None or now < cached[2]):
-            self.affinity.answered(model, session, _chosen(cached[1]), now)
-            return cached[1]
+            return self._answered(model, session, cached[1], now)
         if not model.strip():
             raise InvalidInput("invalid_model", "model must be a non-empty string")
         blocked: dict[str, str] = {}
@@ -181,7 +182,15 @@ class QuotaKeeper:
         if len(self._rankings) > 1024:
             self._rankings.clear()
         self._rankings[cache_key] = (self.version, ranking, changes_at)
-        self.affinity.answered(model, session, _chosen(ranking), now)
+        return self._answered(model, session, ranking, now)
+
+    def _answered(self, model: str, session: str | None, ranking: Ranking, now: datetime) -> Ranking:
+        chosen = _chosen(ranking)
+        self.affinity.answered(model, session, chosen, now)
+        p = self.providers.get(chosen) if chosen is not None else None
+        if p is not None and start_trial(p, now, self.cfg.routing):
+            # A half-open provider gets one trial call; until its answer, others are recommended.
+            self.version += 1
         return ranking
 
     def reconfigure(self, cfg: Config) -> None:
@@ -204,7 +213,7 @@ class QuotaKeeper:
             # turn reported late must not override a poll taken after it. A clock ahead of ours
             # must not make its reading outrank the next poll either.
             now=min(at, now),
-            default_cooldown_s=self.cfg.routing.default_cooldown_s,
+            default_cooldown_s=bare_cooldown_s(p, self.cfg.routing),
         )
         if reading.limit_names:
             reading.windows = [_named_scope(w, reading.limit_names) for w in reading.windows]

@@ -288,6 +288,14 @@ CLASS_LEN = 3
 TIER_KNOWN, TIER_UNKNOWN, TIER_PAID = 0.0, 2.0, 3.0
 
 
+def squash(spare: float) -> float:
+    """Spare pace mapped onto (-1, 1), keeping its order. Spare grows without bound as a reset comes
+    near (what is left is spread over less time), so a fixed margin on spare itself would be crossed
+    by a few calls' worth of change; on this scale a margin is absolute near zero, where "lasts" and
+    "runs out" meet, and relative for large values."""
+    return spare / (1 + abs(spare))
+
+
 def value_of(key: tuple[float, ...]) -> float:
     """The continuous value a margin is measured in (higher is better)."""
     return -key[CLASS_LEN]
@@ -373,7 +381,7 @@ def score(
     by_spare = sorted(outlooks, key=lambda o: o.spare)
     binding = by_spare[0]
     runner_up = by_spare[1].spare if len(by_spare) > 1 else binding.spare
-    key = (unhealthy, TIER_KNOWN, degraded, -round(binding.spare, 2), -runner_up, float(priority))
+    key = (unhealthy, TIER_KNOWN, degraded, -round(squash(binding.spare), 3), -runner_up, float(priority))
     others = [o for o in outlooks if o is not binding]
     note = describe(binding) + "".join(f"; {o.key} {o.remaining:.0f}% left" for o in others)
     return Scored(key, binding.spare, note + suffix)

@@ -63,7 +63,9 @@ def _describe(view: ModelView) -> str:
         left = "quota unknown"
     else:
         w = view.tightest
-        left = f"{w.pct_remaining:.0f}% left in '{w.key}' (tightest)"
+        assert view.now is not None
+        projected = pace.runs_out(pace.outlook(w, view.now, view.burns.get(w.key)))
+        left = f"{w.pct_remaining:.0f}% left in '{w.key}' (tightest), {projected}"
     if view.health is not Health.HEALTHY:
         left += f"; {view.health.value}"
     return left

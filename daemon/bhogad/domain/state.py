@@ -85,6 +85,11 @@ class ProviderState(msgspec.Struct, kw_only=True):
     #: say a token costs it: together, the burn rate the pace strategy projects with.
     flow: pace.TokenFlow = msgspec.field(default_factory=pace.TokenFlow)
     burn: dict[str, pace.WindowBurn] = msgspec.field(default_factory=dict)
+    #: 429s since the last success: a bare 429's cooldown doubles with each, and once the cooldown
+    #: ends the provider is half-open (one trial call) until a success.
+    throttles: int = 0
+    #: When the half-open provider's one trial call was handed out (its answer is awaited).
+    trial_at: datetime | None = None
 
 
 class PollResult(msgspec.Struct, kw_only=True):
@@ -151,6 +156,48 @@ def extend_cooldown(p: ProviderState, until: datetime, reason: str) -> bool:
     return True
 
 
+#: Doublings of a bare 429's cooldown counted at most (2**16 times the default is past any bound).
+_MAX_THROTTLES = 16
+
+
+def bare_cooldown_s(p: ProviderState, routing: RoutingConfig) -> float:
+    """The cooldown for a 429 that names no reset: doubled for every 429 since the last success, so
+    a provider that keeps refusing is not probed at every retry-after, and bounded."""
+    doubled = routing.default_cooldown_s * 2.0 ** min(p.throttles, _MAX_THROTTLES)
+    return min(doubled, max(routing.default_cooldown_max_s, routing.default_cooldown_s))
+
+
+def note_throttling(p: ProviderState, status_code: int) -> None:
+    """Count 429s since the last success (see ``bare_cooldown_s`` and ``half_open``)."""
+    if status_code == 429:
+        p.throttles = min(p.throttles + 1, _MAX_THROTTLES)
+        p.trial_at = None
+    elif 200 <= status_code < 400:
+        p.throttles = 0
+        p.trial_at = None
+
+
+def half_open(p: ProviderState, now: datetime) -> bool:
+    """A cooldown ended with no success since the 429 that set it: the next call is a trial."""
+    return p.throttles > 0 and (p.cooldown_until is None or p.cooldown_until <= now)
+
+
+def trial_ends(p: ProviderState, routing: RoutingConfig) -> datetime | None:
+    """Until when a handed-out trial call holds the half-open provider back from everyone else."""
+    if p.trial_at is None:
+        return None
+    return p.trial_at + timedelta(seconds=max(routing.default_cooldown_s, 1.0))
+
+
+def start_trial(p: ProviderState, now: datetime, routing: RoutingConfig) -> bool:
+    """Hand out the half-open provider's one trial call; returns whether this answer was it."""
+    ends = trial_ends(p, routing)
+    if not half_open(p, now) or (ends is not None and now < ends):
+        return False
+    p.trial_at = now
+    return True
+
+
 def manual_windows(params: SetQuotaParams, kind: ProviderKind, now: datetime) -> list[QuotaWindow]:
     """The windows ``set_quota`` describes.
 
@@ -206,6 +253,7 @@ def apply_turn(
     if reading.cooldown_until is not None and reading.cooldown_until > now:
         extend_cooldown(p, reading.cooldown_until, reading.cooldown_reason or f"HTTP {turn.status_code}")
     code = turn.status_code
+    note_throttling(p, code)
     if 200 <= code < 400 or code == 429:
         p.accepted_at = at
     model = model_key(turn.model)
@@ -372,6 +420,9 @@ def model_view(
     if p.cooldown_until is not None and p.cooldown_until > now:
         blocking = f"cooling down until {_fmt(p.cooldown_until)} ({p.cooldown_reason})"
         status = ProviderStatus.THROTTLED
+    elif half_open(p, now) and (trial := trial_ends(p, cfg.routing)) is not None and now < trial:
+        blocking = f"half-open after a cooldown: its one trial call is out (until {_fmt(trial)})"
+        status = ProviderStatus.THROTTLED
     for w in limiting:
         if blocking is None and w.pct_used >= 100.0 and (w.resets_at is None or w.resets_at > now):
             if w.kind is WindowKind.RATE:
@@ -397,7 +448,9 @@ def model_view(
     flow = pace.flow_now(p.flow, now, tau_h)
     burns = {w.key: pace.burn_rate(p.burn.get(w.key), flow, w, now) for w in fresh}
     return ModelView(
-        changes_at=_next_change(p, windows, stale_after, cfg, now, _probe_moments(p, model, cfg)),
+        changes_at=_next_change(
+            p, windows, stale_after, cfg, now, [*_probe_moments(p, model, cfg), trial_ends(p, cfg.routing)]
+        ),
         now=now,
         paid=(pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY,
         fresh=fresh,
@@ -454,6 +507,7 @@ def provider_quota(
             for m, f in p.model_failures.items()
             if (h := _health(f.count, f.last_at, cfg.routing, now)) is not Health.HEALTHY
         },
+        outlook={w.key: pace.runs_out(pace.outlook(w, now, view.burns.get(w.key))) for w in view.fresh},
         consecutive_failures=p.consecutive_failures,
         last_error=p.last_error,
         n_requests=p.n_requests,
