@@ -24,6 +24,7 @@ _Count = Annotated[int, msgspec.Meta(ge=1)]
 _Seconds = Annotated[float, msgspec.Meta(gt=0)]
 _Usd = Annotated[float, msgspec.Meta(ge=0)]
 _Margin = Annotated[float, msgspec.Meta(ge=0, le=100)]
+_Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 
 
 class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -42,6 +43,9 @@ class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     stale_after_s: float = 1800.0
     #: Provider-specific settings (credential paths, headers); each provider module documents its own.
     options: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Quota to keep for yourself, per window name (or key, like ``weekly/opus``): percent of that
+    #: window that bhoga never recommends spending (``{weekly: 20}`` stops at 20 % left).
+    reserve: dict[str, _Percent] = msgspec.field(default_factory=dict)
 
 
 class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

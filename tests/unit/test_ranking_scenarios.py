@@ -137,6 +137,13 @@ def test_never_a_window_that_runs_out_when_another_lasts() -> None:
     assert "(average since the window began)" in receipt["claude_code"].reason
     assert "runs out in 2d0h, 3d0h before its reset" in receipt["claude_code"].reason
     assert receipt["claude_code"].score is not None and receipt["claude_code"].score < 0
+    # quota.list (and so `bhoga status`) says the same per window, and so do headroom's receipts.
+    assert provider_quota(claude, None, PACE, NOW).outlook == {
+        "weekly": "runs out in 2d0h (medium confidence)"
+    }
+    assert provider_quota(copilot, None, PACE, NOW).outlook["monthly"].startswith("lasts until its reset")
+    headroom = {c.provider_id: c for c in rank(MODEL, {p.id: p for p in everyone}, HEADROOM, NOW).candidates}
+    assert headroom["claude_code"].reason.endswith("(tightest), runs out in 2d0h (medium confidence)")
 
 
 def test_a_nearly_spent_five_hour_window_loses_to_a_fresh_one() -> None:
@@ -297,6 +304,20 @@ def test_headroom_demotes_a_failing_provider_as_pace_does() -> None:
     assert ranking.recommendation.reason.startswith(
         "chosen: moved: session s1 was on claude_code, which fell"
     )
+
+
+def test_a_reserve_keeps_part_of_a_window_for_its_owner() -> None:
+    """ "Keep 20 % of claude_code's weekly for me": not recommended once past the cap, and says so."""
+    cfg = config.build({"providers": {"claude_code": {"reserve": {"weekly": 20}}}})
+    copilot = provider("github-copilot", monthly(60, timedelta(days=10)))
+    assert order(cfg, provider("claude_code", weekly(50, timedelta(days=3))), copilot)[0] == "claude_code"
+    spent = provider("claude_code", weekly(80, timedelta(days=3)))
+    ranking = rank(MODEL, {"claude_code": spent, "github-copilot": copilot}, cfg, NOW)
+    assert ranking.recommendation is not None and ranking.recommendation.provider_id == "github-copilot"
+    held = next(c for c in ranking.candidates if c.provider_id == "claude_code")
+    assert not held.eligible and held.reason == "reserve: keeping 20% of 'weekly' for you (20% left)"
+    with pytest.raises(Exception, match="reserve"):
+        config.build({"providers": {"claude_code": {"reserve": {"weekly": 120}}}})
 
 
 def test_bare_429s_escalate_and_a_throttled_favourite_gets_one_trial_call(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from bhoga.protocol import Candidate, Health, Ranking, RouterRecommendation
+from bhoga.protocol import Candidate, Health, Ranking, RouterRecommendation, WindowKind
 from bhoga.quota.families import model_family, to_hermes_model
 from bhogad.config import STRATEGY_NAMES, Config
 from bhogad.domain import pace
@@ -123,6 +123,21 @@ def _stick(
     )
 
 
+def reserve_reached(view: ModelView, reserve: Mapping[str, float]) -> str | None:
+    """Why the provider is held back for its owner, if a window reached the reserve set for it.
+
+    Stale readings count too: usage only grows within a window, so a stale figure at or below the
+    reserve means the window is at least that spent now.
+    """
+    if not reserve:
+        return None
+    for w in view.windows:
+        keep = reserve.get(w.key, reserve.get(w.name))
+        if keep is not None and w.kind is WindowKind.QUOTA and w.pct_remaining <= keep:
+            return f"reserve: keeping {keep:g}% of '{w.key}' for you ({w.pct_remaining:.0f}% left)"
+    return None
+
+
 def rank(
     model: str,
     providers: Mapping[str, ProviderState],
@@ -184,6 +199,9 @@ def rank_until(
             rejected.append(candidate)
         elif blocked and pid in blocked:
             candidate.reason = blocked[pid]
+            rejected.append(candidate)
+        elif pcfg is not None and (kept := reserve_reached(view, pcfg.reserve)) is not None:
+            candidate.reason = kept
             rejected.append(candidate)
         else:
             scored = strategy(view, priority)
