@@ -284,6 +284,27 @@ def test_noise_does_not_poison_the_calibration() -> None:
     assert learnt is not None and 0.8 < learnt < 1.25, learnt
 
 
+def test_readings_are_monotone_within_a_period() -> None:
+    """The defect: newest wins, so a noisy 98 % reading re-opened a Copilot allowance that was spent,
+    once a minute. Inside one reset period a lower reading keeps the higher figure; a new period
+    (the reset moved, as with Codex's early resets) or a figure set by hand stands as it is."""
+    reset = timedelta(days=5)
+    copilot = provider("github-copilot", monthly(100, reset, at=NOW - timedelta(minutes=2)))
+    merge_windows(copilot, [monthly(98, reset - timedelta(seconds=30), at=NOW - timedelta(minutes=1))])
+    held = copilot.windows["monthly"]
+    assert held.pct_used == 100 and held.updated_at == NOW - timedelta(minutes=1)
+    assert rank(MODEL, {"github-copilot": copilot}, PACE, NOW).recommendation is None
+    # An early reset: the period moved, the low reading is the truth.
+    merge_windows(copilot, [monthly(3, timedelta(days=30))])
+    assert copilot.windows["monthly"].pct_used == 3
+    # A person's figure always stands.
+    merge_windows(copilot, [weekly(10, timedelta(days=3), source=Source.MANUAL)])
+    merge_windows(
+        copilot, [weekly(5, timedelta(days=3), source=Source.MANUAL, at=NOW + timedelta(minutes=1))]
+    )
+    assert copilot.windows["weekly"].pct_used == 5
+
+
 def test_headroom_demotes_a_failing_provider_as_pace_does() -> None:
     """The defect: headroom kept sending to a provider with 2-4 consecutive 5xx answers."""
     claude = provider("claude_code", weekly(20, timedelta(days=3)))

@@ -122,12 +122,35 @@ def merge_windows(p: ProviderState, windows: list[QuotaWindow]) -> bool:
         held = p.windows.get(key)
         if held is not None and held.updated_at and window.updated_at and held.updated_at > window.updated_at:
             continue
-        p.windows[key] = window
+        p.windows[key] = monotone(window, held)
+        # Calibration sees the raw reading: its drops are how it learns the source's noise.
         burn = pace.observe(p.burn.get(key), window, p.consumed)
         if burn is not None:
             p.burn[key] = burn
         changed = True
     return changed
+
+
+#: Readings whose resets differ by no more than this belong to one period ("seconds from now"
+#: resets drift by the response time).
+_RESET_JITTER = timedelta(minutes=1)
+
+
+def monotone(new: QuotaWindow, held: QuotaWindow | None) -> QuotaWindow:
+    """The reading to keep: inside one reset period usage only grows, so a lower reading of the same
+    window with the same reset is noise and keeps the higher figure (with the newer time). A reading
+    set by hand, or one whose reset moved (a new period, Codex's unscheduled early resets too),
+    stands as it is."""
+    if held is None or new.pct_used >= held.pct_used or new.source is Source.MANUAL:
+        return new
+    if held.source is Source.MANUAL or new.resets_at is None or held.resets_at is None:
+        return new
+    if abs(new.resets_at - held.resets_at) > _RESET_JITTER:
+        return new
+    remaining = new.remaining
+    if held.remaining is not None and remaining is not None:
+        remaining = min(remaining, held.remaining)
+    return msgspec.structs.replace(new, pct_used=held.pct_used, remaining=remaining)
 
 
 def apply_poll(p: ProviderState, result: PollResult) -> None:
