@@ -341,6 +341,23 @@ def test_a_reserve_keeps_part_of_a_window_for_its_owner() -> None:
         config.build({"providers": {"claude_code": {"reserve": {"weekly": 120}}}})
 
 
+def test_a_session_id_is_bounded_where_it_enters(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = Store.open(tmp_path)
+        try:
+            keeper = QuotaKeeper(HEADROOM, store, lambda: NOW)
+            keeper.load()
+            with pytest.raises(Exception, match="session must be 1–256 characters"):
+                keeper.rank(MODEL, session="s" * 257)
+            with pytest.raises(Exception, match="session must be"):
+                keeper.rank(MODEL, session="")
+            keeper.rank(MODEL, session="s" * 256)
+        finally:
+            store.close()
+
+    anyio.run(main)
+
+
 def test_bare_429s_escalate_and_a_throttled_favourite_gets_one_trial_call(tmp_path: Path) -> None:
     """The defect: after a 429, the favourite got all traffic back the moment its 60 s ended, and a
     provider that kept answering bare 429s was probed at every retry-after. Now each 429 without a
