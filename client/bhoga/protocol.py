@@ -126,6 +126,9 @@ class QuotaWindow(msgspec.Struct, kw_only=True):
     remaining: float | None = None
     #: Set by the daemon when the reading is older than the provider's staleness horizon.
     stale: bool = False
+    #: The machine whose daemon took this reading, when it came through shared state; ``None`` for
+    #: readings taken here.
+    origin: str | None = None
 
     @property
     def pct_remaining(self) -> float:
@@ -176,6 +179,12 @@ class ProviderQuota(msgspec.Struct, kw_only=True):
     last_turn_at: datetime | None = None
     last_poll_at: datetime | None = None
     last_poll_error: str | None = None
+    #: The account this provider's quota belongs to (``chatgpt:<account id>``, ``github:<login>``):
+    #: providers with the same account share one quota, on this machine or across machines.
+    account: str | None = None
+    #: Tokens per hour harnesses are sending to this account now, on this machine and (with shared
+    #: state) on every other machine of the account: the burn the pace strategy projects with.
+    tokens_per_h: float = 0.0
 
     @property
     def backoff_until(self) -> datetime | None:
@@ -371,6 +380,27 @@ class DaemonStatus(msgspec.Struct, kw_only=True):
     turns_stored: int
     providers_available: int
     strategy: str
+    #: Shared state across machines; ``None`` when this daemon runs alone (the default).
+    shared: SharedStatus | None = None
+
+
+class SharedStatus(msgspec.Struct, kw_only=True):
+    """How this daemon's link to the shared-state server (Valkey/Redis) stands."""
+
+    #: The server, without credentials (``redis://host:6379/0``).
+    server: str
+    #: This machine's name as other machines see it ("via laptop").
+    device: str
+    connected: bool
+    #: When the server stopped answering; ``None`` while connected.
+    unreachable_since: datetime | None = None
+    last_error: str | None = None
+    #: The server's version, once connected.
+    server_version: str | None = None
+    #: Other machines seen recently: device → its last heartbeat.
+    peers: dict[str, datetime] = msgspec.field(default_factory=dict)
+    #: How far the server's clock is ahead of ours, in seconds (negative: behind).
+    clock_skew_s: float | None = None
 
 
 class QuotaChanged(msgspec.Struct, kw_only=True):

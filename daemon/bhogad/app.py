@@ -26,7 +26,7 @@ import structlog
 
 from bhoga.paths import check_socket_path_length
 from bhoga.protocol import Method
-from bhogad import config as config_mod
+from bhogad import __version__, config as config_mod
 from bhogad.discovery.poller import Poller
 from bhogad.domain.keeper import QuotaKeeper
 from bhogad.observability import metrics_http
@@ -36,6 +36,7 @@ from bhogad.rpc.server import Server, bind_unix
 from bhogad.service import listen
 from bhogad.service.lock import UnsafeDirectory, acquire, ensure_private_dir
 from bhogad.service.notify import Notifier
+from bhogad.shared.sync import SharedSync
 from bhogad.storage.store import Store
 
 log = structlog.get_logger("bhogad")
@@ -124,11 +125,18 @@ class App:
             # Quota discovery: a poller per provider, sharing one HTTP client (connection reuse).
             http = httpx.AsyncClient(follow_redirects=False)
             poller = Poller(daemon, http, env=os.environ)
+            shared = None
+            if self.cfg.shared.url is not None:
+                shared = SharedSync(daemon, self.cfg.shared, version=__version__)
+                daemon.shared = shared
+                poller.lease = shared.lease
             table = methods.build(daemon, server, refresh=poller.refresh)
             server.dispatcher = Dispatcher(table, observe=daemon.metrics.observe_rpc)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.writer.run)
                 tg.start_soon(poller.run)
+                if shared is not None:
+                    tg.start_soon(shared.run)
                 tg.start_soon(self._watchdog)
                 tg.start_soon(self._signals, server, daemon)
                 await server.start(sock)

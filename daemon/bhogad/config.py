@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import msgspec
 import yaml
@@ -46,6 +47,9 @@ class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Quota to keep for yourself, per window name (or key, like ``weekly/opus``): percent of that
     #: window that bhoga never recommends spending (``{weekly: 20}`` stops at 20 % left).
     reserve: dict[str, _Percent] = msgspec.field(default_factory=dict)
+    #: The account this provider's quota belongs to, when discovery cannot tell (it usually can:
+    #: ChatGPT account id, GitHub login, Claude organisation). Providers with one account share quota.
+    account: str | None = None
 
 
 class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -119,6 +123,30 @@ class BudgetConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     agents: dict[str, _Usd] = msgspec.field(default_factory=dict)
 
 
+class SharedConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Several machines' daemons sharing one account's quota through a Valkey or Redis server.
+
+    Off unless ``url`` is set. The password never sits in this file: it comes from an environment
+    variable or a file (``password_env``, ``password_file``), or the URL's own, for a local server.
+    """
+
+    #: ``redis://host:6379/0``, or ``rediss://`` for TLS.
+    url: str | None = None
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    #: A CA bundle for ``rediss://`` servers with a private certificate authority.
+    tls_ca_file: str | None = None
+    #: Keys are ``bhoga:<namespace>:…``: one server can serve several people or teams.
+    namespace: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "default"
+    #: This machine's name in the others' ``bhoga status`` (default: the host name).
+    device: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    #: How often shared state is folded in even without a change event, and burn flows published.
+    sync_interval_s: Annotated[float, msgspec.Meta(ge=0.2, le=300)] = 2.0
+    #: How long one network operation may take before the server counts as unreachable.
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
@@ -127,6 +155,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Model (prefix) → USD per million tokens; wins over the built-in table in ``pricing.py``.
     pricing: dict[str, Price] = msgspec.field(default_factory=dict)
     budgets: BudgetConfig = msgspec.field(default_factory=BudgetConfig)
+    shared: SharedConfig = msgspec.field(default_factory=SharedConfig)
 
 
 DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
@@ -199,7 +228,25 @@ def build(overrides: dict[str, Any] | None = None) -> Config:
         raise msgspec.ValidationError(
             "unhealthy_after must be at least degraded_after - at `$.routing.unhealthy_after`"
         )
+    if cfg.shared.url is not None:
+        _check_shared_url(cfg.shared.url)
     return cfg
+
+
+def _check_shared_url(url: str) -> None:
+    # The config file is often readable by others, copied between machines and pasted into issues:
+    # a password belongs in an environment variable or a file of its own.
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise msgspec.ValidationError(
+            f"shared.url must start with redis://, rediss:// or unix://, not {parts.scheme or url!r}"
+            " - at `$.shared.url`"
+        )
+    if parts.password:
+        raise msgspec.ValidationError(
+            "shared.url must not hold a password; put it in an environment variable named by "
+            "shared.password_env, or a file named by shared.password_file - at `$.shared.url`"
+        )
 
 
 def _line_of(text: str, path: str) -> int | None:

@@ -24,7 +24,7 @@ from typing import TextIO
 from bhoga import paths
 from bhoga.client import Router
 from bhoga.errors import BhogaError, DaemonNotRunning
-from bhoga.protocol import PROTOCOL_VERSION, DaemonStatus, Hello, ProviderKind, ProviderQuota
+from bhoga.protocol import PROTOCOL_VERSION, DaemonStatus, Hello, ProviderKind, ProviderQuota, SharedStatus
 from bhoga.service import units
 
 PASS, WARN, FAIL, INFO = "pass", "warn", "fail", "info"
@@ -205,6 +205,37 @@ def check_provider(q: ProviderQuota, now: datetime) -> Check:
     return Check(name, PASS, f"{q.reason}{polled}{cooling}")
 
 
+#: Machines sharing state disagree about "now" by more than this: reset times and cooldowns shift.
+MAX_SKEW_S = 5.0
+
+
+def check_shared(shared: SharedStatus | None, now: datetime) -> Check | None:
+    """The link to the shared-state server, when one is configured."""
+    name = "shared state"
+    if shared is None:
+        return None
+    if not shared.connected:
+        since = f" since {_ago(shared.unreachable_since, now)}" if shared.unreachable_since else ""
+        return Check(
+            name,
+            FAIL,
+            f"{shared.server} unreachable{since} ({shared.last_error}); routing on this machine's state",
+            "check that the server runs and is reachable from here (redis-cli -u URL ping), and "
+            "shared.password_env / shared.password_file",
+        )
+    peers = ", ".join(sorted(shared.peers)) or "no other machine seen yet"
+    detail = f"{shared.server} ({shared.server_version}) as {shared.device}; other machines: {peers}"
+    if shared.clock_skew_s is not None and abs(shared.clock_skew_s) > MAX_SKEW_S:
+        return Check(
+            name,
+            WARN,
+            f"{detail}; this clock is {abs(shared.clock_skew_s):.1f} s "
+            f"{'behind' if shared.clock_skew_s > 0 else 'ahead of'} the server's",
+            "enable NTP on every machine: resets and cooldowns are compared across them",
+        )
+    return Check(name, PASS, detail)
+
+
 def daemon_checks(router: Router, now: datetime) -> tuple[list[Check], DaemonStatus | None]:
     try:
         hello = router.hello()
@@ -238,6 +269,9 @@ def daemon_checks(router: Router, now: datetime) -> tuple[list[Check], DaemonSta
         checks.append(Check("providers", FAIL, f"bhogad did not list providers: {exc}", "restart bhogad"))
         return checks, None
     checks.extend(check_provider(q, now) for q in quotas)
+    shared = check_shared(status.shared, now)
+    if shared is not None:
+        checks.append(shared)
     if not any(q.available for q in quotas):
         checks.append(
             Check(

@@ -24,7 +24,7 @@ import msgspec
 
 from bhoga.client import Router
 from bhoga.errors import ClientTimeout, DaemonNotRunning, ProtocolError, RemoteError
-from bhoga.protocol import ProviderQuota, QuotaWindow, Ranking, StoredTurn
+from bhoga.protocol import ProviderQuota, QuotaWindow, Ranking, SharedStatus, StoredTurn
 
 EXIT_OK, EXIT_REMOTE, EXIT_USAGE, EXIT_NO_PROVIDER, EXIT_NOT_RUNNING, EXIT_PROTOCOL = 0, 1, 2, 3, 4, 5
 
@@ -88,7 +88,20 @@ def render_window(w: QuotaWindow, now: datetime, outlook: str | None = None) -> 
     kind = " (rate)" if w.kind == "rate" else ""
     return (
         f"    {w.key:<22} {bar(w.pct_used)} {w.pct_used:5.1f}% used{counts}{kind}  {reset}  "
-        f"[{w.source}, {ago(w.updated_at, now)}]{stale}" + (f"  → {outlook}" if outlook else "")
+        f"[{w.source}{f' via {w.origin}' if w.origin else ''}, {ago(w.updated_at, now)}]{stale}"
+        + (f"  → {outlook}" if outlook else "")
+    )
+
+
+def render_shared(shared: SharedStatus, now: datetime) -> str:
+    """One line on the link to other machines' daemons."""
+    peers = ", ".join(f"{d} ({ago(at, now)})" for d, at in sorted(shared.peers.items())) or "none yet"
+    if shared.connected:
+        return f"shared state: {shared.server} as {shared.device}; other machines: {peers}\n"
+    since = f" since {local_time(shared.unreachable_since, now)}" if shared.unreachable_since else ""
+    return (
+        f"shared state UNREACHABLE{since} ({shared.last_error}): {shared.server} as {shared.device}; "
+        "routing on this machine's readings\n"
     )
 
 
@@ -97,6 +110,8 @@ def render_status(quotas: Sequence[ProviderQuota], now: datetime) -> str:
     for q in sorted(quotas, key=lambda q: (not q.available, q.priority, q.provider_id)):
         left = f"{q.quota_pct * 100:.0f}% left" if q.quota_pct >= 0 else "quota unknown"
         lines.append(f"{q.provider_id:<16} {q.kind:<12} {q.status:<11} {left:<14} {q.reason}")
+        if q.account:
+            lines.append(f"    account {q.account}")
         if q.cooldown_until is not None:
             lines.append(f"    cooldown until {local_time(q.cooldown_until, now)}: {q.cooldown_reason}")
         if q.health != "healthy":
@@ -130,7 +145,11 @@ def cmd_status(args: argparse.Namespace, router: Router, out: TextIO) -> int:
     if args.json:
         _print_json(quotas, out)
     else:
-        out.write(render_status(quotas, datetime.now(UTC)))
+        now = datetime.now(UTC)
+        shared = router.status().shared
+        if shared is not None:
+            out.write(render_shared(shared, now))
+        out.write(render_status(quotas, now))
     return EXIT_OK
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -152,6 +152,14 @@ class ProviderPoller:
             # Disabled or removed by a config reload; state.availability already says so.
             self.due = anyio.current_time() + policy.recheck_s
             return
+        lease = self.owner.lease
+        if lease is not None:
+            # Several machines on one account: one polls its usage endpoint (which rate-limits
+            # pollers per token), the others read its numbers from shared state.
+            wait = await lease(self.pid)
+            if wait is not None:
+                self.due = anyio.current_time() + wait
+                return
         ctx = Context(pid=self.pid, cfg=pcfg, http=self.owner.http, env=self.owner.env, now=daemon.clock)
         budget = self.driver.budget_s(pcfg)
         outcome: Outcome | None = None
@@ -210,6 +218,7 @@ class ProviderPoller:
                 availability=outcome.availability,
                 windows=outcome.windows,
                 error=outcome.error,
+                account=outcome.account,
             ),
         )
 
@@ -257,6 +266,9 @@ class Poller:
         self.pollers: dict[str, ProviderPoller] = {}
         self._unknown: set[str] = set()
         self.task_group: anyio.abc.TaskGroup | None = None
+        #: Asked before each poll when machines share state: ``None`` to poll, or seconds to wait
+        #: because another machine holds this account's poll lease.
+        self.lease: Callable[[str], Awaitable[float | None]] | None = None
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:

@@ -64,6 +64,16 @@ def add(
     return spend
 
 
+def combined(own: Spend, others: Spend, now: datetime) -> Spend:
+    """This machine's spend plus what other machines report for this month (shared state)."""
+    own, others = current(own, now), current(others, now)
+    total = Spend(month=own.month, providers=dict(own.providers), agents=dict(own.agents))
+    for mine, theirs in ((total.providers, others.providers), (total.agents, others.agents)):
+        for key, value in theirs.items():
+            mine[key] = mine.get(key, 0.0) + value
+    return total
+
+
 def _over(spent: float, limit: float) -> bool:
     # A zero budget means "never": even an unpriced (free) turn should not go there.
     return spent >= limit

@@ -26,6 +26,7 @@ from bhoga.protocol import (
     QuotaWindow,
     Ranking,
     SetQuotaParams,
+    SharedStatus,
     StoredTurn,
     Turn,
 )
@@ -41,6 +42,7 @@ from bhogad.domain.state import (
     apply_poll,
     apply_turn,
     bare_cooldown_s,
+    extend_cooldown,
     manual_windows,
     merge_windows,
     new_provider,
@@ -69,6 +71,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Observer(Protocol):
+    """Something inside the daemon that follows changes (shared state). It must not block."""
+
+    def quota_changed(self, pid: str, cause: str) -> None: ...
+
+    def turn_recorded(self, pid: str) -> None: ...
+
+
+class SharedLink(Protocol):
+    def status(self) -> SharedStatus: ...
+
+
 class Subscriber(Protocol):
     """A connection that asked for ``quota.changed`` events. It must never block the daemon."""
 
@@ -95,6 +109,11 @@ class QuotaKeeper:
         self.started_at = clock()
         self.turns_stored = 0
         self.metrics = Metrics()
+        #: Other machines' spend this month, from shared state; ``None`` while this daemon is alone.
+        self.peer_spend: budgets.Spend | None = None
+        self.observers: list[Observer] = []
+        #: The link to other machines' daemons, when ``shared.url`` is configured.
+        self.shared: SharedLink | None = None
 
     def load(self) -> list[str]:
         """Read the store into memory; returns notes about anything that could not be read."""
@@ -158,7 +177,8 @@ class QuotaKeeper:
             )
         now = self.clock()
         budgeted = self.cfg.budgets
-        agent_over = budgets.agent_over(self.spend, budgeted, now, agent)
+        spend = self.spend if self.peer_spend is None else budgets.combined(self.spend, self.peer_spend, now)
+        agent_over = budgets.agent_over(spend, budgeted, now, agent)
         holder, holder_until = self.affinity.holder(self.cfg, model, session, now)
         cache_key = (model, agent_over, session if holder and holder.explain else None, holder)
         cached = self._rankings.get(cache_key)
@@ -169,7 +189,7 @@ class QuotaKeeper:
         blocked: dict[str, str] = {}
         if budgeted.providers or budgeted.agents:
             paid = [pid for pid, pcfg in self.cfg.providers.items() if pcfg.kind is ProviderKind.API_KEY]
-            blocked = budgets.blocked(self.spend, budgeted, now, paid, agent if agent_over else None)
+            blocked = budgets.blocked(spend, budgeted, now, paid, agent if agent_over else None)
         ranking, changes_at = routing.rank_until(model, self.providers, self.cfg, now, blocked, holder)
         for until in (
             budgets.next_month_start(now) if budgeted.providers or budgeted.agents else None,
@@ -257,6 +277,8 @@ class QuotaKeeper:
         )
         self.turns_stored += 1
         self.changed(turn.provider, "turn")
+        for observer in self.observers:
+            observer.turn_recorded(turn.provider)
         return turn_id, self.writer.submit([row], (turn.provider,))
 
     def set_quota(self, params: SetQuotaParams) -> tuple[ProviderQuota, Ticket]:
@@ -276,11 +298,41 @@ class QuotaKeeper:
         self.changed(pid, "poll")
         return self.writer.submit(dirty=(pid,))
 
+    def merge_shared(
+        self,
+        pid: str,
+        windows: list[QuotaWindow],
+        cooldown: tuple[datetime, str] | None,
+        peer_flow_per_h: float,
+        peer_consumed: int,
+    ) -> None:
+        """Fold in what other machines know of ``pid``'s account, by the same rules as local readings:
+        the newest reading of a window wins, and a cooldown only grows."""
+        p = self.providers.get(pid)
+        if p is None:
+            return
+        changed = merge_windows(p, windows)
+        if cooldown is not None and cooldown[0] > self.clock():
+            changed = extend_cooldown(p, *cooldown) or changed
+        if (p.peer_flow_per_h, p.peer_consumed) != (peer_flow_per_h, peer_consumed):
+            p.peer_flow_per_h, p.peer_consumed = peer_flow_per_h, peer_consumed
+            self.version += 1  # pace ranks with the fleet's burn; nothing a subscriber shows
+        if changed:
+            self.changed(pid, "shared")
+            self.writer.submit(dirty=(pid,))
+
+    def set_peer_spend(self, spend: budgets.Spend | None) -> None:
+        if spend != self.peer_spend:
+            self.peer_spend = spend
+            self.version += 1
+
     # -- events ----------------------------------------------------------------------------------
 
     def changed(self, pid: str, cause: str) -> None:
         """Note a change of ``pid``, and push ``quota.changed`` to subscribers if they would see it."""
         self.version += 1
+        for observer in self.observers:
+            observer.quota_changed(pid, cause)
         if not self.subscribers:
             return
         quota = self.quota(pid)

@@ -85,6 +85,12 @@ class ProviderState(msgspec.Struct, kw_only=True):
     #: say a token costs it: together, the burn rate the pace strategy projects with.
     flow: pace.TokenFlow = msgspec.field(default_factory=pace.TokenFlow)
     burn: dict[str, pace.WindowBurn] = msgspec.field(default_factory=dict)
+    #: Whose quota this is, as discovery last found it (``chatgpt:<account id>``).
+    account: str | None = None
+    #: What other machines' daemons report sending to this account (shared state): tokens per hour
+    #: now, and tokens in all, so pace projects and calibrates with the whole fleet's traffic.
+    peer_flow_per_h: float = 0.0
+    peer_consumed: int = 0
     #: 429s since the last success: a bare 429's cooldown doubles with each, and once the cooldown
     #: ends the provider is half-open (one trial call) until a success.
     throttles: int = 0
@@ -100,6 +106,7 @@ class PollResult(msgspec.Struct, kw_only=True):
     windows: list[QuotaWindow] = msgspec.field(default_factory=list)
     #: Why the poll failed, in words a person can act on ("token expired — run `claude`"); None if ok.
     error: str | None = None
+    account: str | None = None
 
 
 def new_provider(pid: str) -> ProviderState:
@@ -124,7 +131,7 @@ def merge_windows(p: ProviderState, windows: list[QuotaWindow]) -> bool:
             continue
         p.windows[key] = monotone(window, held)
         # Calibration sees the raw reading: its drops are how it learns the source's noise.
-        burn = pace.observe(p.burn.get(key), window, p.consumed)
+        burn = pace.observe(p.burn.get(key), window, p.consumed + p.peer_consumed)
         if burn is not None:
             p.burn[key] = burn
         changed = True
@@ -158,6 +165,8 @@ def apply_poll(p: ProviderState, result: PollResult) -> None:
     p.detected = result.availability
     p.last_poll_at = result.at
     p.last_poll_error = result.error
+    if result.account is not None:
+        p.account = result.account
     if (
         result.error is None
         and result.availability.available
@@ -468,7 +477,7 @@ def model_view(
     if not avail.available:
         status = ProviderStatus.UNAVAILABLE
     tau_h = cfg.routing.burn_window_s / 3600
-    flow = pace.flow_now(p.flow, now, tau_h)
+    flow = pace.flow_now(p.flow, now, tau_h) + p.peer_flow_per_h
     burns = {w.key: pace.burn_rate(p.burn.get(w.key), flow, w, now) for w in fresh}
     return ModelView(
         changes_at=_next_change(
@@ -538,7 +547,14 @@ def provider_quota(
         last_turn_at=p.last_turn_at,
         last_poll_at=p.last_poll_at,
         last_poll_error=p.last_poll_error,
+        account=account_of(p, pcfg),
+        tokens_per_h=round(pace.flow_now(p.flow, now, cfg.routing.burn_window_s / 3600) + p.peer_flow_per_h),
     )
+
+
+def account_of(p: ProviderState, pcfg: ProviderConfig | None) -> str | None:
+    """The account a provider's quota belongs to: the configured one, else what discovery found."""
+    return (pcfg.account if pcfg is not None else None) or p.account
 
 
 def signature(q: ProviderQuota) -> tuple[object, ...]:

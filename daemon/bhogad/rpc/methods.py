@@ -83,6 +83,7 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
             turns_stored=daemon.turns_stored,
             providers_available=sum(q.available for q in daemon.quotas()),
             strategy=daemon.cfg.routing.strategy,
+            shared=daemon.shared.status() if daemon.shared is not None else None,
         )
 
     def best_for(params: ModelParams, call: Call) -> RouterRecommendation | None:

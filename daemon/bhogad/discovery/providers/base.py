@@ -53,6 +53,9 @@ class Outcome(msgspec.Struct, kw_only=True):
     kind: Kind = Kind.OK
     #: The provider asked us not to come back before this (a 429 with or without ``retry-after``).
     not_before: datetime | None = None
+    #: Whose quota this is (``chatgpt:<account id>``), from what the provider or its CLI says, never
+    #: from a secret: providers with one account share one quota, across machines too.
+    account: str | None = None
 
 
 class PollFailure(Exception):

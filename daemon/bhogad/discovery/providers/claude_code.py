@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Final
 
 import anyio
+import msgspec
 
 from bhogad.config import ProviderConfig
 from bhogad.discovery.providers import proc
@@ -69,6 +70,35 @@ def credentials_path(ctx: Context) -> Path:
     secure = ctx.env_value("CLAUDE_SECURESTORAGE_CONFIG_DIR")
     root = Path(secure).expanduser() if secure else config_dir(ctx)
     return root / ".credentials.json"
+
+
+#: Claude Code's own settings file, which names the signed-in account; it can hold long project
+#: histories, so it is read only up to this size.
+_ACCOUNT_FILE_MAX = 32 * 1024 * 1024
+
+
+def account_of(ctx: Context) -> str | None:
+    """The organisation the login belongs to, from Claude Code's ``.claude.json`` (``oauthAccount``).
+
+    The quota is the organisation's (a Max plan is a one-person organisation), so two logins of one
+    organisation, on one machine or several, are one quota. No request is made: Claude Code wrote it.
+    """
+    # With a config directory of its own (a second login), the file lives inside it; the default
+    # login keeps it in the home directory, beside ~/.claude rather than in it.
+    configured = ctx.path_option("config_dir") or (
+        Path(env_dir).expanduser() if (env_dir := ctx.env_value("CLAUDE_CONFIG_DIR")) else None
+    )
+    path = configured / ".claude.json" if configured is not None else ctx.home / ".claude.json"
+    try:
+        with path.open("rb") as f:
+            data = msgspec.json.decode(f.read(_ACCOUNT_FILE_MAX + 1))
+    except (OSError, msgspec.DecodeError):
+        return None
+    account = data.get("oauthAccount") if isinstance(data, dict) else None
+    if not isinstance(account, dict):
+        return None
+    org = account.get("organizationUuid") or account.get("accountUuid")
+    return f"claude:{org[:64]}" if isinstance(org, str) and org.strip() else None
 
 
 def keychain_service(env_config_dir: str | None, secure_override: str | None) -> str:
@@ -255,7 +285,8 @@ class ClaudeCodeDriver:
             )
         if usage.currency and usage.currency != "USD":
             avail.reason += f"; amounts in {usage.currency}"
-        return Outcome(availability=avail, windows=usage.windows)
+        account = await anyio.to_thread.run_sync(account_of, ctx)
+        return Outcome(availability=avail, windows=usage.windows, account=account)
 
     def _failed(self, exc: PollFailure, avail: Availability, token_id: str) -> Outcome:
         message = str(exc)

@@ -180,7 +180,11 @@ class CodexDriver:
             avail.reason += f"; credits balance {reading.credits['balance']}"
         error = f"{attempts.summary()}; showing numbers from {source}" if attempts.failures else None
         return Outcome(
-            availability=avail, windows=reading.windows, error=error, not_before=attempts.not_before
+            availability=avail,
+            windows=reading.windows,
+            error=error,
+            not_before=attempts.not_before,
+            account=f"chatgpt:{auth.account_id}" if auth is not None and auth.account_id else None,
         )
 
     async def _from_endpoint(

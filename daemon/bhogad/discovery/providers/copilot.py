@@ -70,6 +70,8 @@ _SNAPSHOTS: Final = {
 class CopilotUsage(msgspec.Struct, kw_only=True):
     windows: list[QuotaWindow]
     plan: str | None = None
+    #: The GitHub account the token belongs to: Copilot's allowance is per account.
+    login: str | None = None
 
 
 def _reset(data: Mapping[str, Any]) -> datetime | None:
@@ -153,7 +155,9 @@ def parse_user(body: object, now: datetime) -> CopilotUsage:
         windows = _free_plan(data, resets_at, now)
     elif "copilot_plan" not in data and "login" not in data:
         raise ShapeError("no quota_snapshots and no copilot_plan in the answer")
-    return CopilotUsage(windows=windows, plan=text(data.get("copilot_plan"), 40))
+    return CopilotUsage(
+        windows=windows, plan=text(data.get("copilot_plan"), 40), login=text(data.get("login"), 100)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,4 +286,8 @@ class CopilotDriver:
             avail.reason = f"Copilot {usage.plan} plan; {avail.reason}"
         if not usage.windows:
             avail.reason += "; no limited quota reported (unlimited plan)"
-        return Outcome(availability=avail, windows=usage.windows)
+        return Outcome(
+            availability=avail,
+            windows=usage.windows,
+            account=f"github:{usage.login}" if usage.login else None,
+        )

@@ -19,7 +19,14 @@ from bhoga.protocol import QuotaWindow, Source
 from bhoga.quota.values import MONTHLY_MIN, WEEKLY_MIN, clamp_low, mapping, number, text
 from bhogad.config import ProviderConfig
 from bhogad.discovery.providers.api_keys import detect
-from bhogad.discovery.providers.base import Context, Kind, Outcome, PollFailure, ShapeError
+from bhogad.discovery.providers.base import (
+    Context,
+    Kind,
+    Outcome,
+    PollFailure,
+    ShapeError,
+    fingerprint,
+)
 from bhogad.discovery.providers.http import get_json
 from bhogad.domain.state import Availability
 
@@ -163,4 +170,6 @@ class OpenRouterDriver:
             avail.reason += "; free tier"
         if not windows:
             avail.reason += "; no key limit and no prepaid credits reported"
-        return Outcome(availability=avail, windows=windows)
+        # The label is a masked key (``sk-or-v1-a1b...f9e``): hashed, so no fragment of it travels.
+        account = f"openrouter:{fingerprint(info.label)}" if info.label else None
+        return Outcome(availability=avail, windows=windows, account=account)

@@ -1,0 +1,1 @@
+"""Several machines, one account: the optional link to a Valkey/Redis server that shares quota state."""
