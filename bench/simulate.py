@@ -440,6 +440,10 @@ class Result:
         return total
 
 
+#: ``routing:`` settings every run uses on top of the defaults (``--routing key=value``).
+ROUTING: dict[str, Any] = {}
+
+
 def sim_config(strategy: str) -> config.Config:
     providers: dict[str, Any] = {p.pid: {"kind": "subscription", "priority": 1} for p in PLANS}
     providers["copilot"]["priority"] = 2
@@ -450,7 +454,8 @@ def sim_config(strategy: str) -> config.Config:
     families = {
         family: [p.pid for p in PLANS if family in p.families] + [API_KEYS[family]] for family in MODELS
     }
-    return config.build({"routing": {"strategy": strategy, "families": families}, "providers": providers})
+    routing = {**ROUTING, "strategy": strategy, "families": families}
+    return config.build({"routing": routing, "providers": providers})
 
 
 @dataclass
@@ -761,7 +766,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, default=3, help="worlds per scenario, one seed each (default 3)")
     parser.add_argument("--write", type=Path, help="also write the results as Markdown to this file")
+    parser.add_argument(
+        "--routing",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a routing setting to try, e.g. switch_margin=0.3 (repeatable)",
+    )
     args = parser.parse_args(argv)
+    for setting in args.routing:
+        key, _, value = setting.partition("=")
+        ROUTING[key] = float(value)
     if args.weeks < 2:
         parser.error("--weeks must be at least 2: the first week only warms up")
     started = time.perf_counter()

@@ -391,7 +391,9 @@ def test_bare_429s_escalate_and_a_throttled_favourite_gets_one_trial_call(tmp_pa
                 clock[0] = claude.cooldown_until
             assert cooldowns == [60, 120, 240, 300]  # doubling, up to the configured bound
             # Half-open: the first caller after the cooldown is the trial, the next goes elsewhere.
-            assert best() == "claude_code"
+            trial = keeper.rank(MODEL).recommendation
+            assert trial is not None and trial.provider_id == "claude_code"
+            assert "; half-open after a cooldown, its next call is a trial; " in trial.reason
             ranking = keeper.rank(MODEL)
             assert ranking.recommendation is not None
             assert ranking.recommendation.provider_id == "github-copilot"

@@ -24,7 +24,7 @@ from bhoga.quota.families import model_family, to_hermes_model
 from bhogad.config import STRATEGY_NAMES, Config
 from bhogad.domain import pace
 from bhogad.domain.pace import CLASS_LEN, TIER_KNOWN, TIER_UNKNOWN, Scored, value_of
-from bhogad.domain.state import ModelView, ProviderState, model_view, new_provider
+from bhogad.domain.state import ModelView, ProviderState, half_open, model_view, new_provider
 
 #: A strategy's verdict on an eligible candidate (its sort key: smaller sorts first).
 Strategy = Callable[[ModelView, int], Scored]
@@ -208,6 +208,8 @@ def rank_until(
             candidate.eligible = True
             candidate.score = scored.score
             candidate.reason = scored.note
+            if (held := providers.get(pid)) is not None and half_open(held, now):
+                candidate.reason = "half-open after a cooldown, its next call is a trial; " + scored.note
             eligible.append((scored.key, candidate))
 
     eligible.sort(key=lambda pair: pair[0])
