@@ -404,6 +404,13 @@ def test_bare_429s_escalate_and_a_throttled_favourite_gets_one_trial_call(tmp_pa
             keeper.record_turn(Turn(provider="claude_code", model=MODEL, status_code=429))
             assert claude.cooldown_until is not None
             assert (claude.cooldown_until - clock[0]).total_seconds() == 60  # a success reset it
+            # A failed call (an outage starting) makes the next call a trial too: one at a time.
+            clock[0] = claude.cooldown_until
+            keeper.record_turn(Turn(provider="claude_code", model=MODEL, status_code=200, input_tokens=10))
+            keeper.record_turn(Turn(provider="claude_code", model=MODEL, status_code=503))
+            assert [best(), best()] == ["claude_code", "github-copilot"]
+            keeper.record_turn(Turn(provider="claude_code", model=MODEL, status_code=200, input_tokens=10))
+            assert [best(), best()] == ["claude_code", "claude_code"]
         finally:
             store.close()
 

@@ -200,18 +200,22 @@ def bare_cooldown_s(p: ProviderState, routing: RoutingConfig) -> float:
 
 
 def note_throttling(p: ProviderState, status_code: int) -> None:
-    """Count 429s since the last success (see ``bare_cooldown_s`` and ``half_open``)."""
+    """Count 429s since the last success (see ``bare_cooldown_s`` and ``half_open``); any answer
+    ends the trial call that was out."""
     if status_code == 429:
         p.throttles = min(p.throttles + 1, _MAX_THROTTLES)
-        p.trial_at = None
     elif 200 <= status_code < 400:
         p.throttles = 0
-        p.trial_at = None
+    p.trial_at = None
 
 
 def half_open(p: ProviderState, now: datetime) -> bool:
-    """A cooldown ended with no success since the 429 that set it: the next call is a trial."""
-    return p.throttles > 0 and (p.cooldown_until is None or p.cooldown_until <= now)
+    """The next call is a trial: a cooldown ended with no success since the 429 that set it, or the
+    last call failed (5xx, timeout). Until it is answered, everyone else is sent elsewhere, so an
+    outage meets one call at a time instead of every harness at once."""
+    if p.cooldown_until is not None and p.cooldown_until > now:
+        return False
+    return p.throttles > 0 or p.consecutive_failures > 0
 
 
 def trial_ends(p: ProviderState, routing: RoutingConfig) -> datetime | None:
