@@ -16,6 +16,7 @@ import yaml
 
 from bhoga.protocol import MAX_LINE_BYTES, ProviderKind
 from bhoga.quota.families import DEFAULT_HIERARCHY
+from bhoga.quota.model import LOW_FRACTION
 from bhogad.domain.pricing import Price
 
 #: Ranking strategies ``routing.strategy`` may name (``routing.STRATEGIES`` implements each).
@@ -75,7 +76,7 @@ class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         default_factory=lambda: {family: list(pids) for family, pids in DEFAULT_HIERARCHY.items()}
     )
     #: Below this remaining fraction a provider reports status ``low``.
-    low_fraction: float = 0.10
+    low_fraction: float = LOW_FRACTION
     #: Cooldown after a 429 that says nothing about when to retry. Each further 429 without a success
     #: in between doubles it, up to ``default_cooldown_max_s``; a success starts again from this.
     default_cooldown_s: float = 60.0

@@ -83,7 +83,7 @@ def write(client: Any, key: str, reading: tuple[int, int, float, str]) -> None:
 
 
 def stored(client: Any, key: str) -> tuple[float, QuotaWindow | None]:
-    got = records.window_from_fields(client.hgetall(key))
+    got = records.window_from_fields(client.hgetall(key), T0 + timedelta(hours=1))
     assert got is not None
     return float(client.hget(key, "used")), got[0]
 

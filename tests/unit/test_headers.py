@@ -513,7 +513,11 @@ def test_calibrate_reads_upper_case_headers_like_requests_gives_them() -> None:
     q = quota(provider_id="openai_api")
     calibrate(q, {"X-RateLimit-Limit-Tokens": "1000", "X-RateLimit-Remaining-Tokens": "50"}, now=NOW)
     assert q.windows["tokens"].pct_used == pytest.approx(95.0)
-    assert q.status is ProviderStatus.LOW and q.quota_pct == pytest.approx(0.05)
+    # One quota model: a per-minute rate bucket blocks while empty but says nothing about how much
+    # of a budget is left, so it sets no fraction (the daemon's rule, README "How ranking works").
+    assert q.status is ProviderStatus.UNKNOWN and q.quota_pct == -1.0
+    calibrate(q, {"X-RateLimit-Limit-Tokens": "1000", "X-RateLimit-Remaining-Tokens": "0"}, now=NOW)
+    assert q.status is ProviderStatus.THROTTLED  # an empty bucket throttles, it does not exhaust
 
 
 def test_calibrate_on_429_throttles_with_header_case_ignored() -> None:
@@ -530,7 +534,8 @@ def test_exhausted_window_blocks_until_its_reset_only() -> None:
     q = calibrate(quota(), fixture("codex-usage-limit-error.json")["headers"], now=NOW)
     assert q.status is ProviderStatus.EXHAUSTED and q.quota_pct == 0.0
     later = calibrate(q, {}, now=CODEX_5H_RESET + timedelta(seconds=1))
-    assert later.status is ProviderStatus.UNKNOWN  # past reset the old 100 % says nothing
+    # Past its reset the window counts as reset (0 % used, read at the reset): the daemon's rule.
+    assert (later.status, later.quota_pct) == (ProviderStatus.OK, 1.0)
 
 
 def test_full_scoped_family_does_not_exhaust_the_account() -> None:
@@ -607,7 +612,9 @@ def test_naive_state_from_the_old_library_compares_without_crashing() -> None:
     q = quota(windows={"requests": naive}, cooldown_until=datetime(2026, 9, 24, 11, 59))
     calibrate(q, {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "5"}, now=NOW)
     assert q.windows["requests"].pct_used == 50.0
-    assert q.status is ProviderStatus.OK
+    # A half-full rate bucket and a cooldown that ended: nothing blocks, no budget fraction is known.
+    assert q.status is ProviderStatus.UNKNOWN
+    assert q.cooldown_until == datetime(2026, 9, 24, 11, 59, tzinfo=UTC)
 
 
 def test_unavailable_provider_stays_unavailable() -> None:

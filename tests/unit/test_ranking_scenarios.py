@@ -21,7 +21,7 @@ import pytest
 from bhoga.protocol import Health, ProviderStatus, QuotaWindow, Source, Turn
 from bhoga.quota.headers import read_response
 from bhogad import config
-from bhogad.domain.keeper import QuotaKeeper
+from bhogad.domain.keeper import InvalidInput, QuotaKeeper
 from bhogad.domain.routing import Holder, rank
 from bhogad.domain.state import (
     Availability,
@@ -573,10 +573,18 @@ def test_a_turn_reported_late_does_not_override_a_newer_poll(tmp_path: Path) -> 
             assert daemon.providers["claude_code"].windows["weekly"].pct_used == 30
             daemon.record_turn(Turn(provider="claude_code", model=MODEL, headers=headers))
             assert daemon.providers["claude_code"].windows["weekly"].pct_used == 61
-            # A harness clock running ahead of ours cannot date its reading past our own now.
-            ahead = Turn(provider="claude_code", model=MODEL, headers=headers, at=NOW + timedelta(hours=1))
+            # A harness clock running a little ahead of ours cannot date its reading past our own
+            # now; one running far ahead is refused, naming the field (bhoga.quota.values bounds).
+            ahead = Turn(
+                provider="claude_code", model=MODEL, headers=headers, at=clock[0] + timedelta(minutes=2)
+            )
             daemon.record_turn(ahead)
             assert daemon.providers["claude_code"].windows["weekly"].updated_at == clock[0]
+            assert daemon.providers["claude_code"].last_turn_at == clock[0]
+            far = Turn(provider="claude_code", model=MODEL, headers=headers, at=NOW + timedelta(hours=1))
+            with pytest.raises(InvalidInput) as refused:
+                daemon.record_turn(far)
+            assert str(refused.value).startswith("at ") and "ahead" in str(refused.value)
             await daemon.writer.flush()
         finally:
             store.close()

@@ -18,15 +18,34 @@ UTC, because comparing naive and aware datetimes is the crash the old library sh
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
 import msgspec
 
 from bhoga.protocol import ProviderQuota, ProviderStatus, QuotaWindow, Source, WindowKind
+from bhoga.quota import model
+from bhoga.quota.values import (
+    MAX_FAMILIES,
+    MAX_FAMILY_NAME,
+    after,
+    as_utc,
+    bound_cooldown,
+    clamp_pct,
+    flag,
+    go_duration,
+    label,
+    length_name,
+    minutes as _minutes,
+    number,
+    plausible_end,
+    raw_text,
+    reset,
+    retry_after,
+    shift,
+    window_problem,
+)
 
 __all__ = [
     "HeaderReading",
@@ -59,204 +78,43 @@ class HeaderReading(msgspec.Struct, kw_only=True):
 
 
 # --------------------------------------------------------------------------------------------------
-# Small value parsers
+# Value parsers: the shared ones in bhoga.quota.values, under the names this module has always used
 
-#: Below 10 % remaining a provider is ``low`` (the library's threshold, kept).
-LOW_FRACTION: Final = 0.10
-
-#: Numbers at or above these are timestamps rather than relative seconds. 1e9 s is 2001-09-09, so a
-#: relative delay would have to be 31 years long to be misread; 1e12 ms is the same date in ms.
-_EPOCH_S_FLOOR: Final = 1e9
-_EPOCH_MS_FLOOR: Final = 1e12
-
-_GO_UNIT_SECONDS: Final = {
-    "h": 3600.0,
-    "m": 60.0,
-    "s": 1.0,
-    "ms": 1e-3,
-    "us": 1e-6,
-    "µs": 1e-6,  # U+00B5 MICRO SIGN, what Go prints
-    "μs": 1e-6,  # U+03BC GREEK SMALL LETTER MU, which Go also accepts
-    "ns": 1e-9,
-}
-# "ms" must be tried before "m", or "20ms" would read as 20 minutes followed by garbage.
-_GO_PART: Final = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|us|µs|μs|ns|h|m|s)")
-
-_TRUE: Final = frozenset({"true", "1", "yes"})
-_FALSE: Final = frozenset({"false", "0", "no"})
-_MAX_LABEL: Final = 64
-
-
-def _text(value: object) -> str | None:
-    """A header value as stripped text, or ``None`` when there is nothing usable in it."""
-    if type(value) is str:  # the common case, checked first: this runs dozens of times per turn
-        return value.strip() or None
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        # JSON bodies (OpenRouter's copied headers, Codex's resets_at) carry numbers, not strings.
-        value = str(value)
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    return value or None
-
-
-def _number(value: object) -> float | None:
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    # float() accepts "nan" and "inf"; neither is a usable count, percent or delay.
-    return number if math.isfinite(number) else None
-
-
-def _flag(value: object) -> bool | None:
-    text = _text(value)
-    if text is None:
-        return None
-    lowered = text.lower()
-    return True if lowered in _TRUE else False if lowered in _FALSE else None
-
-
-def _label(value: object) -> str | None:
-    """Short printable text (a plan or balance) fit to show a person; anything else is dropped."""
-    text = _text(value)
-    if text is None or len(text) > _MAX_LABEL or not text.isprintable():
-        return None
-    return None if text.lower() in ("none", "null") else text
-
-
-def _as_utc(moment: datetime) -> datetime:
-    # A naive datetime is taken to be UTC: every source we read speaks UTC, and state written by the
-    # old library holds naive values that must compare with aware ones without raising.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _after(now: datetime, seconds: float) -> datetime | None:
-    try:
-        return now + timedelta(seconds=seconds)
-    except OverflowError:
-        return None
-
-
-def _from_epoch(seconds: float) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def _clamp_pct(pct: float) -> float:
-    return min(100.0, max(0.0, pct))
+_text = raw_text
+_number = number
+_flag = flag
+_label = label
+_as_utc = as_utc
+_after = shift
+_clamp_pct = clamp_pct
+parse_go_duration = go_duration
 
 
 def _fmt_seconds(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
 
 
-def parse_go_duration(value: str) -> float | None:
-    """Seconds in a Go ``time.Duration`` string (``"6m0s"``, ``"1.52s"``, ``"20ms"``), else ``None``.
-
-    Grammar as Go's ``time.ParseDuration``: an optional sign, then one or more ``<number><unit>``
-    with unit ``h m s ms us µs ns`` and a possibly fractional number; a bare ``"0"`` is zero.
-    """
-    text = _text(value)
-    if text is None:
-        return None
-    sign = -1.0 if text.startswith("-") else 1.0
-    text = text.removeprefix("-") if sign < 0 else text.removeprefix("+")
-    if text == "0":
-        return 0.0
-    if not text:
-        return None
-    total, pos = 0.0, 0
-    while pos < len(text):
-        part = _GO_PART.match(text, pos)
-        if part is None:
-            return None
-        total += float(part[1]) * _GO_UNIT_SECONDS[part[2]]
-        pos = part.end()
-    return sign * total if math.isfinite(total) else None
-
-
-def _http_date(text: str) -> datetime | None:
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    try:
-        return _as_utc(moment)
-    except OverflowError:
-        return None
-
-
 def parse_retry_after(value: str, now: datetime) -> datetime | None:
     """When a ``Retry-After`` ends: delay seconds (int or float) or an HTTP-date; garbage gives ``None``."""
-    text = _text(value)
-    if text is None:
-        return None
-    seconds = _number(text)
-    if seconds is not None:
-        # RFC 9110 delay-seconds are non-negative; a negative value is garbage, not "in the past".
-        return _after(_as_utc(now), seconds) if seconds >= 0 else None
-    return _http_date(text)
-
-
-def _iso(text: str) -> datetime | None:
-    try:
-        # RFC 3339 allows lower-case "t" and "z"; fromisoformat accepts only upper case.
-        return _as_utc(datetime.fromisoformat(text.upper()))
-    except (ValueError, OverflowError):
-        return None
+    return retry_after(value, now)
 
 
 def parse_reset(value: str, now: datetime) -> datetime | None:
-    """When a window or bucket resets, as aware UTC, from any reset format a provider sends.
-
-    Numbers are told apart by size: at or above 1e12 unix milliseconds (OpenRouter), at or above 1e9
-    unix seconds (Claude, Codex), below that seconds from ``now`` (``reset_after_seconds``). Reading
-    ``"60"`` as an epoch (1970) was the old library's bug: it made every bucket look freshly reset.
-    Text is tried as a Go duration from ``now`` (OpenAI), RFC 3339 / ISO 8601 (Anthropic API; a
-    naive value is UTC) and an HTTP-date. Negative and unparsable values give ``None``.
-    """
-    text = _text(value)
-    if text is None:
-        return None
-    now = _as_utc(now)
-    number = _number(text)
-    if number is not None:
-        if number < 0:
-            return None
-        if number >= _EPOCH_MS_FLOOR:
-            return _from_epoch(number / 1000.0)
-        if number >= _EPOCH_S_FLOOR:
-            return _from_epoch(number)
-        return _after(now, number)
-    duration = parse_go_duration(text)
-    if duration is not None:
-        return _after(now, duration) if duration >= 0 else None
-    return _iso(text) or _http_date(text)
+    """When a window or bucket resets (see :func:`bhoga.quota.values.reset` for the formats)."""
+    return reset(value, now)
 
 
 def _epoch_reset(value: object, now: datetime) -> datetime | None:
     """A ``reset-at`` style value: ``0`` or ``""`` means "no reset", not "resets right now"."""
-    number = _number(value)
-    if number is not None and number <= 0:
+    seconds = _number(value)
+    if seconds is not None and seconds <= 0:
         return None
-    text = _text(value)
-    return parse_reset(text, now) if text is not None else None
+    return reset(value, now)
 
 
 def _relative_reset(value: object, now: datetime) -> datetime | None:
     """A ``reset-after-seconds`` / ``resets_in_seconds`` value; zero means "not reported"."""
-    seconds = _number(value)
-    return _after(now, seconds) if seconds is not None and seconds > 0 else None
+    return after(now, value)
 
 
 def normalise_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
@@ -429,6 +287,8 @@ def _unified_stop(unified: _Unified, status_code: int, now: datetime, default_s:
         return None
     # Every rejected window must reset before requests go through again, so wait for the last one.
     name, until = max(unified.rejected, key=lambda item: item[1] or datetime.min.replace(tzinfo=UTC))
+    # A reset beyond any real window is not believed: the default cooldown stands in for it.
+    until = plausible_end(until, now)
     if until is None or until <= now:
         until = _after(now, default_s) if default_s > 0 else None
     if until is None:
@@ -439,32 +299,32 @@ def _unified_stop(unified: _Unified, status_code: int, now: datetime, default_s:
 # --------------------------------------------------------------------------------------------------
 # Codex x-codex-* (and other x-<family>-*) headers
 
-_NAMED_LENGTHS: Final = {300: "burst", 10080: "weekly", 43200: "monthly"}
 _FAMILY_SUFFIXES: Final = ("-primary-used-percent", "-secondary-used-percent")
 _DEFAULT_LIMIT: Final = "codex"
+_FAMILY_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def window_name(minutes: int) -> str:
-    """Name a window by its length, never its position: Codex moved weekly and 30-day windows into
-    ``primary`` on some plans, so ``primary`` does not mean "5 hours"."""
-    return _NAMED_LENGTHS.get(minutes, f"{minutes}m")
-
-
-def _minutes(value: object) -> int | None:
-    number = _number(value)
-    if number is None or number <= 0 or number != int(number):
-        return None
-    return int(number)
+    """Name a window by its length, never its position (see :func:`bhoga.quota.values.length_name`)."""
+    return length_name(minutes)
 
 
 def _codex_families(h: Mapping[str, str]) -> list[str]:
+    """The ``x-<name>`` limit families present, Codex's own first, at most ``MAX_FAMILIES`` of them
+    with names of at most ``MAX_FAMILY_NAME`` characters: a response could otherwise name thousands
+    of limits of its own making and each would become a window."""
     prefixes = {
         key.removesuffix(suffix)
         for key in h
         for suffix in _FAMILY_SUFFIXES
-        if key.startswith("x-") and key.endswith(suffix) and len(key) > len(suffix) + 2
+        if key.startswith("x-")
+        and key.endswith(suffix)
+        and 0 < len(key) - len(suffix) - 2 <= MAX_FAMILY_NAME
+        and _FAMILY_CHARS.issuperset(key[2 : len(key) - len(suffix)])
     }
-    return sorted(prefixes)
+    default = f"x-{_DEFAULT_LIMIT}"
+    extra = sorted(prefixes - {default})[:MAX_FAMILIES]
+    return [default, *extra] if default in prefixes else extra
 
 
 def _codex_window(
@@ -473,20 +333,20 @@ def _codex_window(
     used = _number(h.get(f"{prefix}-{which}-used-percent"))
     if used is None:
         return None
-    minutes = _minutes(h.get(f"{prefix}-{which}-window-minutes"))
+    length = _minutes(h.get(f"{prefix}-{which}-window-minutes"))
     resets_at = _epoch_reset(h.get(f"{prefix}-{which}-reset-at"), now) or _relative_reset(
         h.get(f"{prefix}-{which}-reset-after-seconds"), now
     )
     # Codex's own rule: an all-zero slot ("0" minutes, no reset, 0 %) is an absent window. A
     # weekly-only plan sends exactly that as its secondary.
-    if used == 0 and minutes is None and resets_at is None:
+    if used == 0 and length is None and resets_at is None:
         return None
     return QuotaWindow(
         # Without a length there is nothing to classify by; the slot name is the only honest label.
-        name=window_name(minutes) if minutes is not None else which,
+        name=window_name(length) if length is not None else which,
         pct_used=_clamp_pct(used),
         resets_at=resets_at,
-        window_min=minutes,
+        window_min=length,
         updated_at=now,
         scope=scope,
         source=Source.HEADERS,
@@ -556,7 +416,7 @@ def _codex_usage_limit(body: Mapping[str, Any] | None, now: datetime) -> _UsageL
     if _text(error.get("type")) != "usage_limit_reached":
         return None
     until = _epoch_reset(error.get("resets_at"), now) or _relative_reset(error.get("resets_in_seconds"), now)
-    return _UsageLimit(until, _label(error.get("plan_type")))
+    return _UsageLimit(plausible_end(until, now), _label(error.get("plan_type")))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -564,11 +424,13 @@ def _codex_usage_limit(body: Mapping[str, Any] | None, now: datetime) -> _UsageL
 
 
 def _retry_after(h: Mapping[str, str], now: datetime) -> datetime | None:
+    """The ``retry-after`` advice, if any. One further ahead than any real window (``Wed, 21 Oct 2099
+    07:28:00 GMT``) is not believed, so the other signals decide, as for garbage."""
     # retry-after-ms is the precise form of the same advice, so it wins when both are sent.
     millis = _number(h.get("retry-after-ms"))
     if millis is not None and millis > 0:
-        return _after(now, millis / 1000.0)
-    until = parse_retry_after(h.get("retry-after", ""), now)
+        return plausible_end(_after(now, millis / 1000.0), now)
+    until = plausible_end(parse_retry_after(h.get("retry-after", ""), now), now)
     # "retry-after: 0" on a 429 is a throttling symptom (Claude's usage endpoint answers it to
     # unknown clients), not permission to hammer: fall through to the other signals.
     return until if until is not None and until > now else None
@@ -653,7 +515,8 @@ def read_response(
     if "x-ratelimit-" in present:
         candidates.extend((*_openai_windows(h, now), *_openrouter_windows(h, now)))
     buckets = [w for w in candidates if w is not None]
-    windows = [*buckets, *unified.windows, *codex.windows]
+    # A window that cannot be true (a reset in the year 5138, a limit of 1e300) is not reported.
+    windows = [w for w in (*buckets, *unified.windows, *codex.windows) if window_problem(w, now) is None]
     usage_limit = _codex_usage_limit(error_body, now) if status_code == 429 else None
 
     stops = [
@@ -668,7 +531,7 @@ def read_response(
     stop = max(stops, key=lambda s: s.until) if stops else None
     return HeaderReading(
         windows=windows,
-        cooldown_until=stop.until if stop else None,
+        cooldown_until=bound_cooldown(stop.until, now) if stop else None,
         cooldown_reason=stop.reason if stop else None,
         plan=_label(h.get("x-codex-plan-type")) or (usage_limit.plan if usage_limit else None),
         credits={**_codex_credits(h), **unified.extras},
@@ -680,64 +543,65 @@ def read_response(
 # Applying a reading to a ProviderQuota (the library's calibrate / mark_throttled, made correct)
 
 
-def _is_newer(candidate: QuotaWindow, current: QuotaWindow) -> bool:
-    if candidate.updated_at is None:
-        return False
-    return current.updated_at is None or _as_utc(candidate.updated_at) > _as_utc(current.updated_at)
+def _utc_window(w: QuotaWindow) -> QuotaWindow:
+    # The library's callers may hold naive datetimes (state written by the old library); the model
+    # compares aware UTC only, so convert once here, at the library's boundary.
+    if all(t is None or t.tzinfo is UTC for t in (w.updated_at, w.resets_at)):
+        return w
+    return msgspec.structs.replace(
+        w,
+        updated_at=_as_utc(w.updated_at) if w.updated_at is not None else None,
+        resets_at=_as_utc(w.resets_at) if w.resets_at is not None else None,
+    )
 
 
-def _extend_cooldown(q: ProviderQuota, until: datetime, reason: str) -> None:
-    # A cooldown only grows: a short retry-after arriving after a long usage-limit stop must not
-    # reopen a provider that is still refusing requests.
-    if q.cooldown_until is None or until > _as_utc(q.cooldown_until):
-        q.cooldown_until = until
+def _utc_quota(q: ProviderQuota) -> None:
+    for key, w in q.windows.items():
+        converted = _utc_window(w)
+        if converted is not w:
+            q.windows[key] = converted
+    if q.cooldown_until is not None:
+        q.cooldown_until = _as_utc(q.cooldown_until)
+
+
+def _extend_cooldown(q: ProviderQuota, until: datetime, reason: str, now: datetime) -> None:
+    grown = model.grow_cooldown(q.cooldown_until, until, now)
+    if grown is not None:
+        q.cooldown_until = grown
         q.cooldown_reason = reason
 
 
-def _live_windows(q: ProviderQuota, now: datetime) -> list[QuotaWindow]:
-    """Windows that bound this quota's scope now: its own scope or the account's, not yet reset."""
-    return [
-        w
-        for w in q.windows.values()
-        if w.scope in ("*", q.model_id) and (w.resets_at is None or _as_utc(w.resets_at) > now)
-    ]
-
-
-def _remaining_fraction(windows: list[QuotaWindow]) -> float:
-    fresh = [w for w in windows if not w.stale]
-    # Subscription allowances say how much is left; rate buckets are the only signal for API keys.
-    quota = [w for w in fresh if w.kind == WindowKind.QUOTA] or fresh
-    return min(w.pct_remaining for w in quota) / 100.0 if quota else -1.0
-
-
 def refresh_status(q: ProviderQuota, *, now: datetime) -> ProviderQuota:
-    """Recompute ``q.quota_pct`` and ``q.status`` from its windows and cooldown, in place."""
+    """Recompute ``q.quota_pct`` and ``q.status`` from its windows and cooldown, in place.
+
+    The daemon's rules (:mod:`bhoga.quota.model`): the windows that limit ``q.model_id``, each as it
+    stands now; a ``ProviderQuota`` knows no staleness horizon, so only its own ``stale`` marks (and
+    windows never read) count as stale.
+    """
     now = _as_utc(now)
-    live = _live_windows(q, now)
-    q.quota_pct = _remaining_fraction(live)
-    if q.status == ProviderStatus.UNAVAILABLE:
-        return q  # whether a provider can be used here is the daemon's call, not a header's
-    if q.cooldown_until is not None and _as_utc(q.cooldown_until) > now:
-        q.status = ProviderStatus.THROTTLED
-    elif any(w.kind == WindowKind.QUOTA and w.pct_used >= 100.0 for w in live):
-        q.status = ProviderStatus.EXHAUSTED
-    elif q.quota_pct < 0:
-        q.status = ProviderStatus.UNKNOWN
-    elif q.quota_pct < LOW_FRACTION:
-        q.status = ProviderStatus.LOW
-    else:
-        q.status = ProviderStatus.OK
+    _utc_quota(q)
+    windows = [model.effective_window(w, now, None) for w in q.windows.values()]
+    found = model.standing(
+        model.limiting_windows(windows, q.model_id), q.cooldown_until, q.cooldown_reason, now
+    )
+    q.quota_pct = found.quota_pct
+    if q.status != ProviderStatus.UNAVAILABLE:
+        # Whether a provider can be used here is the daemon's call, not a header's.
+        q.status = found.status
     return q
 
 
 def apply_reading(q: ProviderQuota, reading: HeaderReading, *, now: datetime) -> ProviderQuota:
     """Merge a reading into ``q`` in place: newer windows replace older ones of the same key."""
+    now = _as_utc(now)
+    _utc_quota(q)
     for window in reading.windows:
-        current = q.windows.get(window.key)
-        if current is None or _is_newer(window, current):
-            q.windows[window.key] = window
+        held = q.windows.get(window.key)
+        if model.supersedes(window, held):
+            q.windows[window.key] = model.monotone(window, held)
+    model.cap_windows(q.windows)
     if reading.cooldown_until is not None:
-        _extend_cooldown(q, reading.cooldown_until, reading.cooldown_reason or "cooling down")
+        _extend_cooldown(q, reading.cooldown_until, reading.cooldown_reason or "cooling down", now)
     return refresh_status(q, now=now)
 
 
@@ -759,12 +623,14 @@ def mark_throttled(
     """The library's helper: cool ``q`` down for ``retry_after`` seconds, in place, and return it.
 
     Unlike the library, a zero, negative or non-finite ``retry_after`` starts no cooldown, so it
-    cannot leave a provider marked throttled with nothing to end it.
+    cannot leave a provider marked throttled with nothing to end it; and no cooldown lasts longer
+    than the longest real window (a month).
     """
     now = _as_utc(now) if now is not None else datetime.now(UTC)
+    _utc_quota(q)
     seconds = _number(retry_after)
     if seconds is not None and seconds > 0:
         until = _after(now, seconds)
         if until is not None:
-            _extend_cooldown(q, until, f"throttled (retry-after {_fmt_seconds(seconds)})")
+            _extend_cooldown(q, until, f"throttled (retry-after {_fmt_seconds(seconds)})", now)
     return refresh_status(q, now=now)

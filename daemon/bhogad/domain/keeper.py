@@ -31,7 +31,13 @@ from bhoga.protocol import (
     Turn,
 )
 from bhoga.quota.headers import read_response
-from bhoga.quota.values import model_scope
+from bhoga.quota.values import (
+    CLOCK_SKEW,
+    MAX_TOKENS,
+    RESET_HORIZON,
+    model_scope,
+    time_problem,
+)
 from bhogad.config import Config
 from bhogad.discovery.providers import api_keys
 from bhogad.domain import affinity, budgets, pricing, routing
@@ -47,6 +53,7 @@ from bhogad.domain.state import (
     merge_windows,
     new_provider,
     provider_quota,
+    repair,
     signature,
     start_trial,
 )
@@ -118,11 +125,16 @@ class QuotaKeeper:
     def load(self) -> list[str]:
         """Read the store into memory; returns notes about anything that could not be read."""
         providers, problems = self.store.load_providers()
+        now = self.clock()
+        for pid, p in providers.items():
+            # A record written by an older version may hold values this one refuses at the door; it
+            # is brought into range (or the bad part dropped) here, never left to crash a reader.
+            for note in repair(p, now):
+                log.warning("stored provider record repaired", provider=pid, repair=note)
         self.providers.update(providers)
         self.next_turn_id = self.store.last_turn_id() + 1
         self.turns_stored = self.store.count_turns()
         # Budgets survive restarts because the ledger is their only record.
-        now = self.clock()
         by_provider, by_agent = self.store.month_spend(budgets.month_start(now))
         self.spend = budgets.Spend(month=budgets.month_of(now), providers=by_provider, agents=by_agent)
         for pid in self.cfg.providers:
@@ -218,12 +230,15 @@ class QuotaKeeper:
         self.version += 1
 
     def record_turn(self, turn: Turn) -> tuple[int, Ticket]:
-        _check_turn(turn)
-        p = self.provider(turn.provider)
         now = self.clock()
         if turn.at is not None:
             # The ledger compares times as UTC text; a naive time is taken to be UTC.
             turn.at = turn.at.replace(tzinfo=UTC) if turn.at.tzinfo is None else turn.at.astimezone(UTC)
+        _check_turn(turn, now)
+        if turn.at is not None and turn.at > now:
+            # Within the clock skew allowed: stored as now, never as a time that has not come.
+            turn.at = now
+        p = self.provider(turn.provider)
         at = turn.at or now
         reading = read_response(
             turn.headers,
@@ -285,6 +300,12 @@ class QuotaKeeper:
         for name, value in (("pct_remaining", params.pct_remaining), ("weekly_pct", params.weekly_pct)):
             if value is not None and not 0.0 <= value <= 100.0:
                 raise InvalidInput("out_of_range", f"{name} must be 0–100, got {value}", field=name)
+        if params.resets_at is not None:
+            if params.resets_at.tzinfo is None:
+                params.resets_at = params.resets_at.replace(tzinfo=UTC)
+            problem = time_problem(params.resets_at, self.clock(), ahead=RESET_HORIZON)
+            if problem is not None:
+                raise InvalidInput("out_of_range", f"resets_at {problem}", field="resets_at")
         p = self.provider(params.provider)
         pcfg = self.cfg.providers.get(params.provider)
         kind = pcfg.kind if pcfg else ProviderKind.API_KEY
@@ -293,8 +314,12 @@ class QuotaKeeper:
         return self.quota(params.provider, params.model), self.writer.submit(dirty=(params.provider,))
 
     def apply_poll(self, pid: str, result: PollResult) -> Ticket:
-        apply_poll(self.provider(pid), result)
-        self.metrics.count_poll(pid, result.error is None)
+        p = self.provider(pid)
+        apply_poll(p, result)
+        if p.last_poll_error != result.error:
+            # Out-of-range values in the answer turned the poll into a failure; apply_poll says why.
+            log.warning("provider answer out of range", provider=pid, error=p.last_poll_error)
+        self.metrics.count_poll(pid, p.last_poll_error is None)
         self.changed(pid, "poll")
         return self.writer.submit(dirty=(pid,))
 
@@ -313,7 +338,7 @@ class QuotaKeeper:
             return
         changed = merge_windows(p, windows)
         if cooldown is not None and cooldown[0] > self.clock():
-            changed = extend_cooldown(p, *cooldown) or changed
+            changed = extend_cooldown(p, *cooldown, self.clock()) or changed
         if (p.peer_flow_per_h, p.peer_consumed) != (peer_flow_per_h, peer_consumed):
             p.peer_flow_per_h, p.peer_consumed = peer_flow_per_h, peer_consumed
             self.version += 1  # pace ranks with the fleet's burn; nothing a subscriber shows
@@ -359,17 +384,35 @@ def _named_scope(w: QuotaWindow, names: dict[str, str]) -> QuotaWindow:
     return msgspec.structs.replace(w, scope=model_scope(names[limit_id], limit_id))
 
 
-def _check_turn(turn: Turn) -> None:
+def _check_turn(turn: Turn, now: datetime) -> None:
+    """The harness's numbers and times, held to the bounds of :mod:`bhoga.quota.values`; an error
+    names the field, and nothing of a refused turn is kept."""
     if not _PROVIDER_ID.match(turn.provider):
         raise InvalidInput("invalid_provider", "provider must be a short id like 'claude_code'")
     if not turn.model.strip():
         raise InvalidInput("invalid_model", "model must be a non-empty string")
     for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
-        if getattr(turn, name) < 0:
-            raise InvalidInput("out_of_range", f"{name} must be ≥ 0", field=name)
+        if not 0 <= getattr(turn, name) <= MAX_TOKENS:
+            raise InvalidInput("out_of_range", f"{name} must be 0–{MAX_TOKENS:,}", field=name)
     if not 0 <= turn.status_code <= 999:
-        raise InvalidInput("out_of_range", "status_code must be an HTTP status (0 for no response)")
+        raise InvalidInput(
+            "out_of_range", "status_code must be an HTTP status (0 for no response)", field="status_code"
+        )
     if turn.cost_usd is not None and not 0.0 <= turn.cost_usd < 1e6:
         raise InvalidInput(
             "out_of_range", "cost_usd must be a non-negative number of US dollars", field="cost_usd"
         )
+    if turn.latency_ms is not None and not 0.0 <= turn.latency_ms <= _MAX_LATENCY_MS:
+        raise InvalidInput(
+            "out_of_range", "latency_ms must be 0 to one day in milliseconds", field="latency_ms"
+        )
+    if turn.at is not None:
+        # A turn from the future would be the newest evidence of everything until then, and dates
+        # near year 9999 overflow every later computation that adds a duration to them.
+        problem = time_problem(turn.at, now, ahead=CLOCK_SKEW)
+        if problem is not None:
+            raise InvalidInput("out_of_range", f"at {problem}", field="at")
+
+
+#: A call that took longer than a day did not happen as reported.
+_MAX_LATENCY_MS = 86_400_000.0

@@ -28,10 +28,20 @@ from bhoga.protocol import (
     SetQuotaParams,
     Source,
     Turn,
-    WindowKind,
 )
+from bhoga.quota import model as quota_model
 from bhoga.quota.families import split_vendor
 from bhoga.quota.headers import HeaderReading
+from bhoga.quota.model import effective_window as effective_window, scope_applies as scope_applies
+from bhoga.quota.values import (
+    CLOCK_SKEW,
+    EARLIEST,
+    MAX_WINDOWS,
+    RESET_HORIZON,
+    bound_cooldown,
+    time_problem,
+    window_problem,
+)
 from bhogad.config import Config, ProviderConfig, RoutingConfig
 from bhogad.domain import pace
 
@@ -127,41 +137,49 @@ def merge_windows(p: ProviderState, windows: list[QuotaWindow]) -> bool:
     for window in windows:
         key = window.key
         held = p.windows.get(key)
-        if held is not None and held.updated_at and window.updated_at and held.updated_at > window.updated_at:
+        if not quota_model.supersedes(window, held):
             continue
-        p.windows[key] = monotone(window, held)
+        p.windows[key] = quota_model.monotone(window, held)
         # Calibration sees the raw reading: its drops are how it learns the source's noise.
         burn = pace.observe(p.burn.get(key), window, p.consumed + p.peer_consumed)
         if burn is not None:
             p.burn[key] = burn
         changed = True
+    for key in quota_model.cap_windows(p.windows, MAX_WINDOWS):
+        p.burn.pop(key, None)
     return changed
 
 
-#: Readings whose resets differ by no more than this belong to one period ("seconds from now"
-#: resets drift by the response time).
-_RESET_JITTER = timedelta(minutes=1)
+def checked_windows(windows: list[QuotaWindow], now: datetime) -> tuple[list[QuotaWindow], str | None]:
+    """The windows of a provider's answer that can be true, and what was wrong with the rest.
 
-
-def monotone(new: QuotaWindow, held: QuotaWindow | None) -> QuotaWindow:
-    """The reading to keep: inside one reset period usage only grows, so a lower reading of the same
-    window with the same reset is noise and keeps the higher figure (with the newer time). A reading
-    set by hand, or one whose reset moved (a new period, Codex's unscheduled early resets too),
-    stands as it is."""
-    if held is None or new.pct_used >= held.pct_used or new.source is Source.MANUAL:
-        return new
-    if held.source is Source.MANUAL or new.resets_at is None or held.resets_at is None:
-        return new
-    if abs(new.resets_at - held.resets_at) > _RESET_JITTER:
-        return new
-    remaining = new.remaining
-    if held.remaining is not None and remaining is not None:
-        remaining = min(remaining, held.remaining)
-    return msgspec.structs.replace(new, pct_used=held.pct_used, remaining=remaining)
+    A value out of range (a percent of 1e308, a reset in the year 5138) never reaches state: the
+    answer's other windows stand, and the poll fails with the reason, shown in ``bhoga status``.
+    """
+    good: list[QuotaWindow] = []
+    problems: list[str] = []
+    for w in windows:
+        problem = window_problem(w, now)
+        if problem is None:
+            good.append(w)
+        else:
+            problems.append(problem)
+    if len(good) > MAX_WINDOWS:
+        problems.append(f"{len(good)} windows, more than the {MAX_WINDOWS} a provider may have")
+        good = good[:MAX_WINDOWS]
+    if not problems:
+        return good, None
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return good, f"the answer held a value out of range, ignored: {problems[0]}{more}"
 
 
 def apply_poll(p: ProviderState, result: PollResult) -> None:
     """Fold a discovery run in. A failed run keeps the last good windows; they age into staleness."""
+    windows, problem = checked_windows(result.windows, result.at)
+    if problem is not None:
+        result = msgspec.structs.replace(
+            result, windows=windows, error=f"{result.error}; {problem}" if result.error else problem
+        )
     p.detected = result.availability
     p.last_poll_at = result.at
     p.last_poll_error = result.error
@@ -179,11 +197,12 @@ def apply_poll(p: ProviderState, result: PollResult) -> None:
     merge_windows(p, result.windows)
 
 
-def extend_cooldown(p: ProviderState, until: datetime, reason: str) -> bool:
-    """Cooldowns only ever grow: a later, shorter report must not release a provider early."""
-    if p.cooldown_until is not None and p.cooldown_until >= until:
+def extend_cooldown(p: ProviderState, until: datetime, reason: str, now: datetime) -> bool:
+    """Cooldowns only ever grow, up to a month from now (:func:`bhoga.quota.model.grow_cooldown`)."""
+    grown = quota_model.grow_cooldown(p.cooldown_until, until, now)
+    if grown is None:
         return False
-    p.cooldown_until = until
+    p.cooldown_until = grown
     p.cooldown_reason = reason
     return True
 
@@ -232,6 +251,87 @@ def start_trial(p: ProviderState, now: datetime, routing: RoutingConfig) -> bool
         return False
     p.trial_at = now
     return True
+
+
+# --------------------------------------------------------------------------------------------------
+# Records from the store: repaired or dropped, never a crash
+
+#: Counters are Python ints in memory but int64 in SQLite and on the wire; keep them well inside.
+_MAX_COUNT = 2**62
+
+
+def _observed(at: datetime | None, now: datetime, what: str, notes: list[str]) -> datetime | None:
+    """A stored observation time, brought back into range: a future one becomes now, one before
+    2000 is forgotten."""
+    if at is None:
+        return None
+    if at < EARLIEST:
+        notes.append(f"{what} {at.isoformat()} is before {EARLIEST.year}; forgotten")
+        return None
+    if at > now + CLOCK_SKEW:
+        notes.append(f"{what} {at.isoformat()} is in the future; set to now")
+        return now
+    return at
+
+
+def repair(p: ProviderState, now: datetime) -> list[str]:
+    """Bring a record stored by an older (or broken) version back within the bounds of
+    :mod:`bhoga.quota.values`, in place; returns one note per repair for the log.
+
+    Out-of-range times used to crash date arithmetic on every later ``bhoga status`` (a turn dated
+    9999) or cool a provider for decades; here each is clamped or dropped, whatever it was.
+    """
+    notes: list[str] = []
+    for name in (
+        "auth_failed_at",
+        "last_turn_at",
+        "accepted_at",
+        "last_poll_at",
+        "last_failure_at",
+        "trial_at",
+    ):
+        setattr(p, name, _observed(getattr(p, name), now, name, notes))
+    if p.cooldown_until is not None:
+        if p.cooldown_until < EARLIEST:
+            notes.append("cooldown from before 2000 forgotten")
+            p.cooldown_until, p.cooldown_reason = None, None
+        elif p.cooldown_until > (bounded := bound_cooldown(p.cooldown_until, now)):
+            notes.append(f"cooldown until {p.cooldown_until.isoformat()} shortened to {bounded.isoformat()}")
+            p.cooldown_until = bounded
+    for key, w in list(p.windows.items()):
+        if w.updated_at is not None and w.updated_at > now + CLOCK_SKEW:
+            w = msgspec.structs.replace(w, updated_at=now)
+            p.windows[key] = w
+            notes.append(f"window {key!r} was read in the future; dated now")
+        problem = window_problem(w, now)
+        if problem is not None or w.key != key:
+            del p.windows[key]
+            p.burn.pop(key, None)
+            notes.append(f"{problem or f'window {key!r} stored under the wrong key'}; dropped")
+    for key in quota_model.cap_windows(p.windows, MAX_WINDOWS):
+        p.burn.pop(key, None)
+        notes.append(f"window {key!r} beyond the {MAX_WINDOWS} a provider may have; dropped")
+    for model, failures in list(p.model_failures.items()):
+        failures.last_at = _observed(failures.last_at, now, f"failure of {model}", notes)
+    for key, burn in list(p.burn.items()):
+        times = [(burn.anchor_at, CLOCK_SKEW), (burn.period_reset, RESET_HORIZON)]
+        if any(t is not None and time_problem(t, now, ahead=ahead) for t, ahead in times) or not (
+            0 <= burn.anchor_tokens <= _MAX_COUNT
+        ):
+            del p.burn[key]
+            notes.append(f"burn record of {key!r} out of range; relearnt")
+    flow_at = _observed(p.flow.at, now, "token flow time", notes)
+    if flow_at != p.flow.at or not 0.0 <= p.flow.tokens_per_h < float(_MAX_COUNT):
+        p.flow = pace.TokenFlow()
+    for name in ("n_requests", "consumed", "consecutive_failures"):
+        value = getattr(p, name)
+        if not 0 <= value <= _MAX_COUNT:
+            notes.append(f"{name} {value} out of range; reset to 0")
+            setattr(p, name, 0)
+    if not 0 <= p.throttles <= _MAX_THROTTLES:
+        notes.append(f"throttles {p.throttles} out of range; reset to 0")
+        p.throttles = 0
+    return notes
 
 
 def manual_windows(params: SetQuotaParams, kind: ProviderKind, now: datetime) -> list[QuotaWindow]:
@@ -287,7 +387,7 @@ def apply_turn(
         p.flow = pace.add_tokens(p.flow, tokens, min(at, now), burn_window_s / 3600)
     merge_windows(p, reading.windows)
     if reading.cooldown_until is not None and reading.cooldown_until > now:
-        extend_cooldown(p, reading.cooldown_until, reading.cooldown_reason or f"HTTP {turn.status_code}")
+        extend_cooldown(p, reading.cooldown_until, reading.cooldown_reason or f"HTTP {turn.status_code}", now)
     code = turn.status_code
     note_throttling(p, code)
     if 200 <= code < 400 or code == 429:
@@ -319,41 +419,6 @@ def apply_turn(
 
 # --------------------------------------------------------------------------------------------------
 # Reading
-
-
-def scope_applies(scope: str, model: str) -> bool:
-    """Whether a window scoped to ``scope`` limits ``model``.
-
-    ``*`` limits every model. A bare family word (``opus``) limits models that have it as a dash
-    token (``claude-opus-4``). Otherwise the scope is a model id and must match it. Scopes like
-    ``limit:codex_bengalfox`` name a provider-side limit we cannot map to models, so they limit none.
-    """
-    if scope == "*" or model == "*":
-        return True
-    if ":" in scope:
-        return False
-    bare = split_vendor(model.lower())[1]
-    scope = split_vendor(scope.lower())[1]
-    return bare == scope or ("-" not in scope and scope in bare.split("-"))
-
-
-def effective_window(w: QuotaWindow, now: datetime, stale_after: timedelta) -> QuotaWindow:
-    """The window as it stands ``now``: reset if its reset time passed, marked stale if too old."""
-    if w.resets_at is not None and w.resets_at <= now:
-        # A new window began. Usage since the reset is unknown until the next reading, and 0 % is the
-        # best estimate at the boundary; the reset is the reading's time, so it is not stale yet.
-        next_reset = None
-        if w.window_min:
-            length = timedelta(minutes=w.window_min)
-            periods = (now - w.resets_at) // length + 1
-            # Fixed windows (weekly, monthly) roll on; a 5-hour window starts at the next message,
-            # which we cannot know, so it stays open-ended.
-            next_reset = w.resets_at + periods * length if w.window_min >= 10080 else None
-        return msgspec.structs.replace(
-            w, pct_used=0.0, remaining=w.limit, resets_at=next_reset, updated_at=w.resets_at, stale=False
-        )
-    stale = w.updated_at is None or (w.source is not Source.MANUAL and now - w.updated_at > stale_after)
-    return msgspec.structs.replace(w, stale=stale) if stale != w.stale else w
 
 
 class ModelView(msgspec.Struct, kw_only=True):
@@ -435,10 +500,6 @@ def _probe_moments(p: ProviderState, model: str, cfg: Config) -> list[datetime |
     ]
 
 
-def _fmt(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M UTC") if at is not None else "an unknown time"
-
-
 def model_view(
     p: ProviderState, model: str, pcfg: ProviderConfig | None, cfg: Config, now: datetime
 ) -> ModelView:
@@ -449,35 +510,21 @@ def model_view(
     avail = availability(p, pcfg, cfg, now)
     health = health_of(p, cfg, now, model)
 
-    # The provider-wide picture (``*``) lists every scope but is limited by account-wide windows only.
-    limiting = windows if model != "*" else [w for w in windows if w.scope == "*"]
-    blocking: str | None = None
-    status = ProviderStatus.UNKNOWN
-    if p.cooldown_until is not None and p.cooldown_until > now:
-        blocking = f"cooling down until {_fmt(p.cooldown_until)} ({p.cooldown_reason})"
+    found = quota_model.standing(
+        quota_model.limiting_windows(windows, model),
+        p.cooldown_until,
+        p.cooldown_reason,
+        now,
+        cfg.routing.low_fraction,
+    )
+    status, fresh, tightest, quota_pct = found.status, found.fresh, found.tightest, found.quota_pct
+    blocking = found.blocking
+    trial = trial_ends(p, cfg.routing)
+    if blocking is None and trial is not None and now < trial and half_open(p, now):
+        blocking = (
+            f"half-open after a cooldown: its one trial call is out (until {trial:%Y-%m-%d %H:%M:%S} UTC)"
+        )
         status = ProviderStatus.THROTTLED
-    elif half_open(p, now) and (trial := trial_ends(p, cfg.routing)) is not None and now < trial:
-        blocking = f"half-open after a cooldown: its one trial call is out (until {_fmt(trial)})"
-        status = ProviderStatus.THROTTLED
-    for w in limiting:
-        if blocking is None and w.pct_used >= 100.0 and (w.resets_at is None or w.resets_at > now):
-            if w.kind is WindowKind.RATE:
-                blocking = f"rate limit '{w.key}' empty until {_fmt(w.resets_at)}"
-                status = ProviderStatus.THROTTLED
-            else:
-                blocking = f"'{w.key}' window exhausted until {_fmt(w.resets_at)}"
-                status = ProviderStatus.EXHAUSTED
-
-    fresh = [w for w in limiting if w.kind is WindowKind.QUOTA and not w.stale]
-    tightest = min(fresh, key=lambda w: w.pct_remaining, default=None)
-    quota_pct = tightest.pct_remaining / 100.0 if tightest is not None else -1.0
-    if status is ProviderStatus.UNKNOWN and blocking is None:
-        if quota_pct < 0:
-            status = ProviderStatus.UNKNOWN
-        elif quota_pct < cfg.routing.low_fraction:
-            status = ProviderStatus.LOW
-        else:
-            status = ProviderStatus.OK
     if not avail.available:
         status = ProviderStatus.UNAVAILABLE
     tau_h = cfg.routing.burn_window_s / 3600

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from bhoga.protocol import QuotaWindow
+from bhoga.quota.values import MAX_WINDOWS as MAX_WINDOWS, window_problem
 
 #: Two readings whose resets differ by less than this are one period (providers jitter resets).
 SAME_PERIOD_MS = 60_000
@@ -29,8 +30,6 @@ SAME_PERIOD_MS = 60_000
 UNRESET_TTL_MS = 8 * 24 * 3600 * 1000
 #: A reading is kept this long past its reset, so a slow machine still sees that it reset.
 AFTER_RESET_MS = 3600 * 1000
-#: The most windows one account shares; more would only be a provider (or a bug) inventing names.
-MAX_WINDOWS = 64
 #: Flows older than this no longer count towards the fleet's burn (that machine went quiet or away).
 FLOW_FRESH_S = 300.0
 #: Devices whose heartbeat is older than this are not listed as peers.
@@ -110,16 +109,18 @@ def window_fields(w: QuotaWindow, device: str, now: datetime) -> tuple[float, in
     return w.pct_used, resets, updated, body, expire
 
 
-def window_from_fields(fields: dict[bytes, bytes]) -> tuple[QuotaWindow, str] | None:
-    """A stored reading, with usage as merged on the server, and the device that last wrote it."""
+def window_from_fields(fields: dict[bytes, bytes], now: datetime) -> tuple[QuotaWindow, str] | None:
+    """A stored reading, with usage as merged on the server, and the device that last wrote it;
+    ``None`` for anything that is not a plausible reading (another machine's bug, or worse, must
+    pass the same bounds as a provider's answer before it reaches state)."""
     try:
         w = msgspec.json.decode(fields[b"body"], type=QuotaWindow)
-        used = float(fields[b"used"])
-    except (KeyError, ValueError, msgspec.DecodeError):
+        w = msgspec.structs.replace(w, pct_used=float(fields[b"used"]))
+    except (KeyError, ValueError, msgspec.DecodeError, msgspec.ValidationError):
         return None
-    if w.origin is None:
+    if w.origin is None or window_problem(w, now) is not None:
         return None
-    return msgspec.structs.replace(w, pct_used=used), w.origin
+    return w, w.origin
 
 
 def spend_field(device: str, what: str, name: str) -> str:

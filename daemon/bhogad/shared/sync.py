@@ -481,7 +481,7 @@ class SharedSync:
         now = self.keeper.clock()
         windows: list[QuotaWindow] = []
         for fields in got[: len(names)]:
-            read = records.window_from_fields(fields)
+            read = records.window_from_fields(fields, now)
             if read is not None and read[1] != self.device:
                 windows.append(read[0])
         cooldown: tuple[datetime, str] | None = None

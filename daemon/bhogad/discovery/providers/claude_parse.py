@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
@@ -23,6 +23,7 @@ from bhoga.quota.values import (
     mapping,
     number,
     text,
+    unix_time,
 )
 from bhogad.discovery.providers.base import CredentialProblem, ShapeError
 
@@ -71,13 +72,7 @@ def parse_credentials(raw: bytes | str, where: str) -> ClaudeCredentials:
         raise CredentialProblem(
             f"{where} has no access token; run `claude` to sign in again", signed_out=True
         )
-    expires_ms = number(oauth.get("expiresAt"))
-    expires_at = None
-    if expires_ms is not None and expires_ms > 0:
-        try:
-            expires_at = datetime.fromtimestamp(expires_ms / 1000.0, UTC)
-        except (OverflowError, OSError, ValueError):
-            expires_at = None
+    expires_at = unix_time(oauth.get("expiresAt"), millis=True)
     scopes_raw = oauth.get("scopes")
     scopes = [s for s in scopes_raw if isinstance(s, str)] if isinstance(scopes_raw, list) else None
     return ClaudeCredentials(

@@ -11,12 +11,12 @@ import base64
 import json
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
 
-from bhoga.quota.values import mapping, number, text
+from bhoga.quota.values import mapping, text, unix_time
 from bhogad.discovery.providers.base import CredentialProblem
 
 _AUTH_CLAIMS: Final = "https://api.openai.com/auth"
@@ -84,17 +84,10 @@ def parse_auth(raw: bytes | str, where: str) -> CodexAuth:
             if isinstance(orgs, list) and orgs and isinstance(orgs[0], Mapping):
                 account = orgs[0].get("id")
         plan = plan or auth.get("chatgpt_plan_type")
-    exp = number(access_claims.get("exp"))
-    expires_at = None
-    if exp is not None and exp > 0:
-        try:
-            expires_at = datetime.fromtimestamp(exp, UTC)
-        except (OverflowError, OSError, ValueError):
-            expires_at = None
     return CodexAuth(
         access_token=access.strip(),
         account_id=text(account, 100),
-        expires_at=expires_at,
+        expires_at=unix_time(access_claims.get("exp")),
         plan=text(plan, 40),
     )
 

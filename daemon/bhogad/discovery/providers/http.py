@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
-from bhoga.quota.headers import parse_retry_after
+from bhoga.quota.values import bound_cooldown, plausible_end, retry_after as retry_after_at
 from bhogad.discovery.providers.base import Kind, PollFailure, redact
 
 #: No usage answer is anywhere near this; a bigger one is a wrong URL or a hostile server.
@@ -57,8 +57,10 @@ def _connect_reason(exc: BaseException) -> str:
 def rate_limit_until(retry_after: str | None, now: datetime) -> datetime:
     """When a 429 lets us back: its ``retry-after`` when that is longer than the five-minute floor."""
     floor = now + RATE_LIMIT_FLOOR
-    until = parse_retry_after(retry_after, now) if retry_after else None
-    return max(until, floor) if until is not None else floor
+    # Advice beyond any real window (``2099``) is not believed; believable advice still waits at
+    # most the longest window, like every cooldown.
+    until = plausible_end(retry_after_at(retry_after, now), now) if retry_after else None
+    return max(bound_cooldown(until, now), floor) if until is not None else floor
 
 
 async def get_json(
