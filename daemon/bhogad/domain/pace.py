@@ -236,13 +236,6 @@ class Outlook(NamedTuple):
     def lasts(self) -> bool:
         return self.surplus >= 0
 
-    @property
-    def lasting_fraction(self) -> float:
-        """Which part of the time to reset the remaining quota lasts (≥ 1 lasts)."""
-        if self.empty_in is None or self.hours_left is None:
-            return math.inf
-        return self.empty_in / self.hours_left
-
 
 def outlook(w: QuotaWindow, now: datetime, burn: Burn | None) -> Outlook:
     remaining = w.pct_remaining
