@@ -4,9 +4,14 @@ What it measures (each next to the echo baseline, as a ratio, because shared mac
 
 * ``router.best_for`` latency, one client: p50 and p99 of a request/reply round trip.
 * ``router.best_for`` throughput with 1, 8 and 32 client processes, each in a request/reply loop.
-* ``turns.record`` ingest from 8 processes: acknowledged (durable) turns per second, one at a time;
-  and fire-and-forget notifications in bursts of 100, each burst closed by a request that returns
-  only once the burst is stored (the echo server just echoes the same lines).
+* ``turns.record`` ingest from 8 and 64 processes: acknowledged (durable) turns per second, one at a
+  time; and fire-and-forget notifications in bursts of 100, each burst closed by a request that
+  returns only once the burst is stored (the echo server just echoes the same lines).
+* Server CPU per notified turn (user + system time of the server process over that run, divided by
+  the turns it took in), bhogad beside the echo server's CPU per line.
+* Acknowledged ``turns.record`` p99 latency from one client while another loops the longest query
+  there is (``usage.summary`` of all history grouped by session, over a ledger of ``--ledger`` turns),
+  beside the same p99 with nothing else running.
 
 Clients use raw blocking sockets for both servers, so the figures compare the servers, not client
 libraries. A last line shows the real ``bhoga.Router`` latency for reference.
@@ -28,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 BEST_FOR = b'{"jsonrpc":"2.0","method":"router.best_for","params":{"model":"claude-opus-4"},"id":1}\n'
@@ -39,6 +45,9 @@ RECORD = (
 
 NOTIFY = RECORD.replace(b',"id":1}\n', b"}\n")
 SYNC = b'{"jsonrpc":"2.0","method":"turns.list","params":{"after_id":1000000000000,"limit":1},"id":2}\n'
+LONG_QUERY = (
+    b'{"jsonrpc":"2.0","method":"usage.summary","params":{"period":"all","group_by":["session"]},"id":3}\n'
+)
 
 
 # -- the baseline ----------------------------------------------------------------------------------
@@ -108,6 +117,44 @@ def loop_client(
     counts.put(done)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def query_loop(path: str, request: bytes, stop_at: float, counts: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    sock, readline = connect(path)
+    done = 0
+    while time.time() < stop_at:
+        sock.sendall(request)
+        readline()
+        done += 1
+    sock.close()
+    counts.put(done)
+
+
+def p99_beside(path: str, request: bytes, beside: bytes, n: int, seconds: float) -> tuple[float, int]:
+    """Acknowledged-request p99 while another process loops ``beside``; and how many of those ran."""
+    ctx = multiprocessing.get_context("fork")
+    counts: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
+    proc = ctx.Process(target=query_loop, args=(path, beside, time.time() + seconds, counts))
+    proc.start()
+    time.sleep(0.2)  # the first query is under way
+    sock, readline = connect(path)
+    out = []
+    stop_at = time.time() + seconds - 0.5
+    while len(out) < n and time.time() < stop_at:
+        t0 = time.perf_counter()
+        sock.sendall(request)
+        readline()
+        out.append(time.perf_counter() - t0)
+    sock.close()
+    queries = counts.get()
+    proc.join()
+    return pct(out, 99), queries
+
+
 def throughput(path: str, request: bytes, processes: int, seconds: float, burst: int = 1) -> float:
     ctx = multiprocessing.get_context("fork")
     counts: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
@@ -127,8 +174,13 @@ def throughput(path: str, request: bytes, processes: int, seconds: float, burst:
 # -- the daemon ------------------------------------------------------------------------------------
 
 
-def start_bhogad(root: Path) -> subprocess.Popen[bytes]:
+def start_bhogad(root: Path, ledger: int) -> subprocess.Popen[bytes]:
     (root / "run").mkdir(mode=0o700)
+    if ledger:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bench_store import build  # a year of synthetic turns, through the store's own code
+
+        build(root / "state", ledger, datetime.now(UTC))
     env = {
         **os.environ,
         "BHOGA_SOCKET": str(root / "run" / "s"),
@@ -172,6 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--samples", type=int, default=5000)
+    parser.add_argument("--ledger", type=int, default=100_000, help="turns in the ledger before the run")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bhb-", dir="/tmp"))
@@ -179,7 +232,7 @@ def main() -> None:
     echo = multiprocessing.get_context("fork").Process(target=echo_server, args=(echo_path,), daemon=True)
     echo.start()
     wait_for(echo_path)
-    daemon = start_bhogad(root)
+    daemon = start_bhogad(root, args.ledger)
     bhoga_path = str(root / "run" / "s")
     try:
         from bhoga import Router
@@ -198,12 +251,28 @@ def main() -> None:
             e = throughput(echo_path, BEST_FOR, processes, args.seconds)
             o = throughput(bhoga_path, BEST_FOR, processes, args.seconds)
             rows.append((f"best_for throughput (req/s, {processes} proc)", o, e, f"{o / e:.2f} of echo"))
-        e = throughput(echo_path, RECORD, 8, args.seconds)
-        o = throughput(bhoga_path, RECORD, 8, args.seconds)
-        rows.append(("turns.record acked (turns/s, 8 proc)", o, e, f"{o / e:.2f} of echo"))
+        for processes in (8, 64):
+            e = throughput(echo_path, RECORD, processes, args.seconds)
+            o = throughput(bhoga_path, RECORD, processes, args.seconds)
+            rows.append((f"turns.record acked (turns/s, {processes} proc)", o, e, f"{o / e:.2f} of echo"))
+        cpu_e, cpu_o = cpu_seconds(echo.pid or 0), cpu_seconds(daemon.pid)
         e = throughput(echo_path, RECORD, 8, args.seconds, burst=100)
         o = throughput(bhoga_path, RECORD, 8, args.seconds, burst=100)
         rows.append(("turns.record notified, stored (turns/s, 8 proc)", o, e, f"{o / e:.2f} of echo"))
+        # Both servers ran the same length of time; CPU per turn is their CPU over what they took in.
+        per_e = (cpu_seconds(echo.pid or 0) - cpu_e) / (e * args.seconds) * 1e6
+        per_o = (cpu_seconds(daemon.pid) - cpu_o) / (o * args.seconds) * 1e6
+        rows.append(("server CPU per notified turn (µs)", per_o, per_e, f"{per_o / per_e:.2f}x echo"))
+        alone, _ = p99_beside(bhoga_path, RECORD, BEST_FOR, args.samples, args.seconds * 2)
+        beside, queries = p99_beside(bhoga_path, RECORD, LONG_QUERY, args.samples, args.seconds * 2)
+        rows.append(
+            (
+                f"turns.record acked p99 (µs) beside {queries} long usage queries",
+                beside * 1e6,
+                alone * 1e6,
+                f"{beside / alone:.2f}x beside best_for",
+            )
+        )
         real = router_latency(bhoga_path, args.samples)
         rows.append(
             (
@@ -214,10 +283,12 @@ def main() -> None:
             )
         )
 
-        print(f"{'measure':<50} {'bhogad':>12} {'echo':>12}  ratio")
+        print(f"{'measure':<62} {'bhogad':>12} {'baseline':>12}  ratio")
         for name, ours, base, ratio in rows:
-            print(f"{name:<50} {ours:>12,.0f} {base:>12,.0f}  {ratio}")
-        print(f"(cores: {os.cpu_count()}, seconds per throughput run: {args.seconds})")
+            print(f"{name:<62} {ours:>12,.1f} {base:>12,.1f}  {ratio}")
+        print(
+            f"(cores: {os.cpu_count()}, seconds per throughput run: {args.seconds}, ledger: {args.ledger:,})"
+        )
     finally:
         daemon.terminate()
         daemon.wait(10)

@@ -7,57 +7,51 @@ safe to repeat are retried once on the new connection.
 
 from __future__ import annotations
 
+# The stdlib's socket module (with selectors) is imported on the first connection and threading's
+# lock comes from _thread directly: a process that imports bhoga but never calls pays for neither.
+import _thread
 import contextlib
 import itertools
-import logging
 import os
-import socket
-import subprocess
-import sys
-import threading
 import time
 import weakref
-from datetime import datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
-from bhoga import codec, paths
+from bhoga import codec, operations as ops, paths
 from bhoga.errors import ClientTimeout, DaemonNotRunning, ProtocolError, RemoteError, remote_error
-from bhoga.protocol import (
-    MAX_REPLY_BYTES,
-    PROTOCOL_VERSION,
-    DaemonStatus,
-    Hello,
-    Method,
-    ProviderQuota,
-    Ranking,
-    RouterRecommendation,
-    StoredTurn,
-    TurnAck,
-    UsageSummary,
-)
+from bhoga.operations import Call, Operation
+from bhoga.protocol import MAX_REPLY_BYTES
 
-log = logging.getLogger("bhoga")
+if TYPE_CHECKING:
+    import socket
+    from datetime import datetime
+    from pathlib import Path
 
-T = TypeVar("T")
+    from bhoga.protocol import (
+        DaemonStatus,
+        Hello,
+        ProviderQuota,
+        Ranking,
+        RouterRecommendation,
+        StoredTurn,
+        UsageSummary,
+    )
 
-#: Methods that change nothing (or set the same value again), so a retry after a reconnect is safe.
-IDEMPOTENT = frozenset(
-    {
-        Method.HELLO,
-        Method.STATUS,
-        Method.METRICS,
-        Method.BEST_FOR,
-        Method.RANK,
-        Method.LIST_QUOTAS,
-        Method.LIST_TURNS,
-        Method.SET_QUOTA,
-        Method.USAGE_SUMMARY,
-        Method.REFRESH,
-    }
-)
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+def log_dropped_turn(pid: str, exc: BaseException) -> None:
+    """A fire-and-forget turn that could not be sent: a warning, never an exception in the hot path.
+
+    ``logging`` is imported here, on this rare path, so that ``import bhoga`` need not load it.
+    """
+    import logging
+
+    logging.getLogger("bhoga").warning("bhoga: turn for %s not recorded: %s", pid, exc)
+
 
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
@@ -91,78 +85,6 @@ def result_of(line: bytes, request_id: int, result_type: Any) -> Any:
     return decode_result(reply.result, result_type)
 
 
-def turn_params(
-    pid: str,
-    model: str,
-    input_tokens: int,
-    output_tokens: int,
-    headers: dict[str, str] | None,
-    status_code: int,
-    **extra: Any,
-) -> dict[str, Any]:
-    """The ``turns.record`` params; only the names of headers and their values go, never a body."""
-    params: dict[str, Any] = {
-        "provider": pid,
-        "model": model,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "status_code": status_code,
-    }
-    if headers:
-        # Harnesses pass whatever their HTTP library has (httpx, requests, dicts with odd casing or
-        # non-str values); the daemon wants plain strings. Authorization never belongs in a report.
-        params["headers"] = {
-            str(k): str(v)
-            for k, v in dict(headers).items()
-            if v is not None and str(k).lower() != "authorization"
-        }
-    # Zero counts are the default and need not travel; a reported cost of zero (a free model) must.
-    params.update({k: v for k, v in extra.items() if v is not None and (v != 0 or k == "cost_usd")})
-    return params
-
-
-def model_params(model: str, agent: str | None, session: str | None = None) -> dict[str, Any]:
-    params: dict[str, Any] = {"model": model}
-    if agent is not None:
-        params["agent"] = agent
-    if session is not None:
-        params["session"] = session
-    return params
-
-
-def set_quota_params(
-    pid: str, pct_remaining: float, weekly_pct: float | None, model: str, resets_at: datetime | None
-) -> dict[str, Any]:
-    params: dict[str, Any] = {"provider": pid, "pct_remaining": pct_remaining, "model": model}
-    if weekly_pct is not None:
-        params["weekly_pct"] = weekly_pct
-    if resets_at is not None:
-        params["resets_at"] = resets_at
-    return params
-
-
-def turns_params(after_id: int, limit: int, session: str | None, agent: str | None) -> dict[str, Any]:
-    params: dict[str, Any] = {"after_id": after_id, "limit": limit}
-    if session is not None:
-        params["session"] = session
-    if agent is not None:
-        params["agent"] = agent
-    return params
-
-
-def usage_params(
-    period: str | None, since: datetime | None, until: datetime | None, group_by: str | list[str]
-) -> dict[str, Any]:
-    params: dict[str, Any] = {"group_by": [group_by] if isinstance(group_by, str) else list(group_by)}
-    if period is not None:
-        params["period"] = period
-    if since is not None:
-        params["since"] = since
-    if until is not None:
-        params["until"] = until
-    return params
-
-
 _live: weakref.WeakSet[Router] = weakref.WeakSet()
 
 
@@ -178,9 +100,13 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class Router:
     """Ask the daemon which provider to use, and tell it what each call spent.
 
+    Each public method is one line over ``bhoga.operations``, which defines what it sends and
+    returns; ``AsyncRouter`` is the same API over asyncio.
+
     :param socket_path: the daemon's socket; default ``$BHOGA_SOCKET`` or the platform runtime dir.
     :param timeout: seconds to wait for any one reply.
-    :param autostart: start ``bhogad`` in the background when it is not running.
+    :param autostart: start ``bhogad`` in the background when it is not running. If it cannot start,
+        the error is the daemon's own (its output is kept in ``<state dir>/bhogad.log``).
     :param state_path: accepted for compatibility with the library; the daemon owns state now.
     :param eager: accepted for compatibility with the library; discovery runs in the daemon.
     """
@@ -197,8 +123,9 @@ class Router:
         self.socket_path = paths.socket_path(socket_path)
         self.timeout = timeout
         self.autostart = autostart
+        #: Fire-and-forget turns that could not be sent (the daemon was not running).
         self.dropped_turns = 0
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._ids = itertools.count(1)
         self._sock: socket.socket | None = None
         self._file: Any = None
@@ -208,7 +135,7 @@ class Router:
     # -- connection ------------------------------------------------------------------------------
 
     def _reset_after_fork(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         if self._sock is not None:
             # Closing our copy of the descriptor leaves the parent's connection untouched.
             self._disconnect()
@@ -222,6 +149,8 @@ class Router:
             paths.check_socket_path_length(self.socket_path)
         except ValueError as exc:
             raise DaemonNotRunning(path, str(exc)) from None
+        import socket
+
         for attempt in itertools.count():
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout)
@@ -232,7 +161,9 @@ class Router:
                 if not self.autostart or attempt >= 50:
                     raise DaemonNotRunning(path, exc.strerror or "") from None
                 if attempt == 0:
-                    self._spawn_daemon()
+                    from bhoga import autostart
+
+                    autostart.start(self.socket_path)
                 time.sleep(min(0.02 * 1.5**attempt, 0.25))
                 continue
             except PermissionError as exc:
@@ -241,19 +172,6 @@ class Router:
             self._sock = sock
             self._file = sock.makefile("rb")
             return
-
-    def _spawn_daemon(self) -> None:
-        """Start bhogad detached: a short-lived intermediate starts it in its own session and exits,
-        so the daemon is not our child (no zombie when it exits, nothing for us to reap). Several
-        starters may race; the daemon's instance lock lets exactly one serve."""
-        log.info("starting bhogad for %s", self.socket_path)
-        daemon = [sys.executable, "-m", "bhogad", "--socket", os.fspath(self.socket_path)]
-        launcher = (
-            "import subprocess, sys; "
-            "subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
-            "stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)"
-        )
-        subprocess.run([sys.executable, "-c", launcher, *daemon], check=False, timeout=30)
 
     def _disconnect(self) -> None:
         for closable in (self._file, self._sock):
@@ -279,8 +197,22 @@ class Router:
 
     # -- calls -----------------------------------------------------------------------------------
 
-    def call(self, method: str, params: Any = None, result_type: Any = Any) -> Any:
-        """Send one request and return its decoded result; raise ``RemoteError`` for an error reply."""
+    @overload
+    def call(self, method: Operation[P, R], params: P) -> R: ...
+    @overload
+    def call(self, method: str, params: Any = None, result_type: Any = Any) -> Any: ...
+    def call(self, method: Operation[Any, Any] | str, params: Any = None, result_type: Any = Any) -> Any:
+        """Send one request and return its decoded result; raise ``RemoteError`` for an error reply.
+
+        Typed: ``call(operations.RANK, ModelParams(model=m))`` is a ``Ranking``. By name, any method
+        is allowed (tools ahead of this client) and the result is decoded as ``result_type``.
+        """
+        if isinstance(method, Operation):
+            return self._run(Call(method, msgspec.UNSET if params is None else params))
+        return self._run(ops.raw(method, params, result_type))
+
+    def _run(self, call: Call[R]) -> R:
+        op = call.op
         with self._lock:
             for attempt in (0, 1):
                 sent = False
@@ -288,22 +220,20 @@ class Router:
                     if self._sock is None or os.getpid() != self._pid:
                         self._connect()
                     request_id = next(self._ids)
-                    line = codec.request_line(
-                        method, params if params is not None else msgspec.UNSET, request_id
-                    )
+                    line = codec.request_line(op.method, call.params, request_id)
                     assert self._sock is not None
                     self._sock.sendall(line)
                     sent = True
-                    return self._read_reply(request_id, result_type)
+                    return call.finish(self._read_reply(request_id, op.result_type))
                 except (BrokenPipeError, ConnectionResetError, EOFError) as exc:
                     self._disconnect()
                     # Repeat only what is safe to repeat, or what never reached the daemon.
-                    if attempt == 0 and (method in IDEMPOTENT or not sent):
+                    if attempt == 0 and (op.idempotent or not sent):
                         continue
-                    raise ProtocolError(f"connection to bhogad lost during {method}: {exc!r}") from None
+                    raise ProtocolError(f"connection to bhogad lost during {op.method}: {exc!r}") from None
                 except TimeoutError:
                     self._disconnect()
-                    raise ClientTimeout(f"bhogad did not answer {method} within {self.timeout}s") from None
+                    raise ClientTimeout(f"bhogad did not answer {op.method} within {self.timeout}s") from None
         raise AssertionError("unreachable")
 
     def _read_reply(self, request_id: int, result_type: Any) -> Any:
@@ -339,7 +269,7 @@ class Router:
                     if attempt:
                         raise
 
-    # -- the library's API -----------------------------------------------------------------------
+    # -- the library's API: one line each over bhoga.operations, which documents them ---------------
 
     def best_for(
         self, model: str, *, agent: str | None = None, session: str | None = None
@@ -347,17 +277,13 @@ class Router:
         """The provider with the most usable quota for ``model`` now, or ``None`` if none can serve it.
 
         With ``agent``, an agent over its monthly budget is not sent to paid (API-key) providers.
-        With ``session``, the session keeps its provider (and its prompt cache) unless it became
-        ineligible or another is better by a clear margin; the reason says which.
+        With ``session``, the session keeps its provider unless a clear margin or eligibility moves it.
         """
-        params = model_params(model, agent, session)
-        result: RouterRecommendation | None = self.call(Method.BEST_FOR, params, RouterRecommendation | None)
-        return result
+        return self._run(ops.best_for(model, agent=agent, session=session))
 
     def rank(self, model: str, *, agent: str | None = None, session: str | None = None) -> Ranking:
         """Every candidate for ``model``, best first, each with the reason it was chosen or rejected."""
-        result: Ranking = self.call(Method.RANK, model_params(model, agent, session), Ranking)
-        return result
+        return self._run(ops.rank(model, agent=agent, session=session))
 
     def record_turn(
         self,
@@ -376,6 +302,7 @@ class Router:
         error_body: dict[str, Any] | None = None,
         at: datetime | None = None,
         cost_usd: float | None = None,
+        idempotency_key: str | None = None,
         wait: bool = False,
     ) -> int | None:
         """Report one model call. Returns at once; with ``wait=True`` returns the stored turn's id.
@@ -383,7 +310,7 @@ class Router:
         Without ``wait`` a daemon that is not running does not raise into the harness's hot path:
         the turn is counted in ``dropped_turns`` and logged.
         """
-        params = turn_params(
+        call = ops.record_turn(
             pid,
             model,
             input_tokens,
@@ -398,15 +325,15 @@ class Router:
             error_body=error_body,
             at=at,
             cost_usd=cost_usd,
+            idempotency_key=idempotency_key,
         )
         if wait:
-            ack: TurnAck = self.call(Method.RECORD_TURN, params, TurnAck)
-            return ack.id
+            return self._run(call)
         try:
-            self.notify(Method.RECORD_TURN, params)
+            self.notify(call.op.method, call.params)
         except (DaemonNotRunning, OSError) as exc:
             self.dropped_turns += 1
-            log.warning("bhoga: turn for %s not recorded: %s", pid, exc)
+            log_dropped_turn(pid, exc)
         return None
 
     def set_quota(
@@ -422,37 +349,33 @@ class Router:
 
         :raises InvalidParams: (a ``ValueError``) for a percentage outside 0–100 or an unknown provider.
         """
-        params = set_quota_params(pid, pct_remaining, weekly_pct, model, resets_at)
-        result: ProviderQuota = self.call(Method.SET_QUOTA, params, ProviderQuota)
-        return result
+        return self._run(ops.set_quota(pid, pct_remaining, weekly_pct, model, resets_at=resets_at))
 
     def quotas(self) -> dict[str, ProviderQuota]:
         """Every provider's quota, keyed ``"<pid>:*"`` as the library keyed them."""
-        result: list[ProviderQuota] = self.call(Method.LIST_QUOTAS, {}, list[ProviderQuota])
-        return {f"{q.provider_id}:{q.model_id}": q for q in result}
+        return self._run(ops.quotas())
 
     def refresh(self, provider: str | None = None) -> list[ProviderQuota]:
         """Run discovery now (joining a poll already in flight) and return the fresh quotas."""
-        params = {"provider": provider} if provider else {}
-        result: list[ProviderQuota] = self.call(Method.REFRESH, params, list[ProviderQuota])
-        return result
-
-    # -- more for tools --------------------------------------------------------------------------
+        return self._run(ops.refresh(provider))
 
     def hello(self) -> Hello:
-        result: Hello = self.call(Method.HELLO, {"client": "bhoga", "protocol": PROTOCOL_VERSION}, Hello)
-        return result
+        """The daemon's version, protocol and capabilities; refused if the protocols differ."""
+        return self._run(ops.hello())
 
     def status(self) -> DaemonStatus:
-        result: DaemonStatus = self.call(Method.STATUS, None, DaemonStatus)
-        return result
+        """The daemon's own status: version, pid, uptime, socket, state, connections, turns stored."""
+        return self._run(ops.status())
+
+    def metrics(self) -> str:
+        """The daemon's metrics in Prometheus text format."""
+        return self._run(ops.metrics())
 
     def turns(
         self, after_id: int = 0, limit: int = 1000, session: str | None = None, agent: str | None = None
     ) -> list[StoredTurn]:
-        params = turns_params(after_id, limit, session, agent)
-        result: list[StoredTurn] = self.call(Method.LIST_TURNS, params, list[StoredTurn])
-        return result
+        """Stored turns from the ledger, oldest first, after ``after_id``."""
+        return self._run(ops.turns(after_id, limit, session, agent))
 
     def usage(
         self,
@@ -465,9 +388,7 @@ class Router:
         """Spend and tokens from the ledger: ``period`` is ``today``, ``week``, ``month`` (calendar,
         UTC), ``all`` or rolling ``24h``/``7d``; ``since``/``until`` override it. ``group_by`` is any of
         ``provider``, ``model``, ``agent``, ``session``, ``day``."""
-        params = usage_params(period, since, until, group_by)
-        result: UsageSummary = self.call(Method.USAGE_SUMMARY, params, UsageSummary)
-        return result
+        return self._run(ops.usage(period, since=since, until=until, group_by=group_by))
 
 
 def check_quota(pid: str, *, socket_path: str | os.PathLike[str] | None = None) -> ProviderQuota | None:

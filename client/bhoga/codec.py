@@ -6,11 +6,12 @@ safe, survives garbage (the next newline resynchronises) and can be typed by han
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 
-from bhoga.protocol import ErrorObject, Request, Response
+from bhoga.protocol import MAX_JSON_DEPTH, ErrorObject, Request, Response
 
 _encoder = msgspec.json.Encoder()
 _response_decoder = msgspec.json.Decoder(Response)
@@ -57,6 +58,45 @@ class LineReader:
         if len(rest) > self._max_line or any(len(line) > self._max_line for line in lines):
             raise LineTooLong
         return [bytes(line) for line in lines]
+
+
+#: One JSON string (escapes included; unterminated at the end of a line too) or one bracket.
+_STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
+
+
+def nesting_exceeds(line: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether arrays and objects in ``line`` nest deeper than ``limit``; brackets in strings do not
+    count. Checked before decoding, so hostile depth gets an answer instead of a RecursionError.
+
+    Counting opening brackets (C speed) clears every ordinary request at once; only a line with more
+    of them than the limit is scanned token by token.
+    """
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(line):
+        first = line[match.start()]
+        if first == 0x22:  # a string: skipped whole
+            continue
+        if first in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def valid_utf8(line: bytes) -> bool:
+    """Whether ``line`` is UTF-8 throughout; decoders only check the strings they keep, not what
+    they skip (unknown fields, params held raw), so this is checked once for the whole line."""
+    if line.isascii():
+        return True
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def encode(value: Any) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from bhoga.protocol import ErrorCode
@@ -20,6 +21,26 @@ class DaemonNotRunning(BhogaError, ConnectionError):
         super().__init__(
             f"bhogad is not running on {socket_path}{why}. Start it with `bhogad` "
             f"(or `bhoga service install` to run it at login), or pass autostart=True."
+        )
+
+
+class DaemonNotInstalled(DaemonNotRunning):
+    """``autostart`` on an install without the daemon's dependencies: the message names the extra."""
+
+    def __init__(self, socket_path: str, sentence: str) -> None:
+        self.socket_path = socket_path
+        ConnectionError.__init__(self, f"bhogad is not running on {socket_path} and cannot start: {sentence}")
+
+
+class DaemonStartFailed(DaemonNotRunning):
+    """``autostart`` started bhogad and it exited with an error: the daemon's own words and its log."""
+
+    def __init__(self, socket_path: str, reason: str, log: os.PathLike[str] | str) -> None:
+        self.socket_path = socket_path
+        self.reason = reason
+        self.log = os.fspath(log)
+        ConnectionError.__init__(
+            self, f"bhogad could not start on {socket_path}: {reason} (its output is in {self.log})"
         )
 
 

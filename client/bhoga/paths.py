@@ -2,15 +2,21 @@
 
 Each location is resolved as: explicit argument, then environment variable, then the platform's
 directory from platformdirs. Nothing here creates or checks anything; the daemon does that.
+
+pathlib and platformdirs (which brings tempfile, shutil, random, ...) are imported when a location is
+first resolved, not when ``bhoga`` is imported: a harness's import should cost only what it uses.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import platformdirs
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import platformdirs
 
 APP = "bhoga"
 SOCKET_NAME = "bhogad.sock"
@@ -20,31 +26,33 @@ MAX_SOCKET_PATH = 104 if sys.platform == "darwin" else 108
 
 
 def _dirs() -> platformdirs.PlatformDirs:
+    import platformdirs
+
     return platformdirs.PlatformDirs(APP, appauthor=False)
 
 
-def _from_env(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value).expanduser() if value else None
+def _resolve(explicit: str | os.PathLike[str] | None, env: str, directory: str, name: str = "") -> Path:
+    """``explicit``, else ``$env``, else ``name`` in the platformdirs directory ``directory``."""
+    from pathlib import Path
+
+    given = explicit or os.environ.get(env)
+    if given:
+        return Path(given).expanduser()
+    base = Path(getattr(_dirs(), directory))
+    return base / name if name else base
 
 
 def socket_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    if explicit:
-        return Path(explicit).expanduser()
-    return _from_env("BHOGA_SOCKET") or Path(_dirs().user_runtime_dir) / SOCKET_NAME
+    return _resolve(explicit, "BHOGA_SOCKET", "user_runtime_dir", SOCKET_NAME)
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    if explicit:
-        return Path(explicit).expanduser()
-    return _from_env("BHOGA_CONFIG") or Path(_dirs().user_config_dir) / "config.yaml"
+    return _resolve(explicit, "BHOGA_CONFIG", "user_config_dir", "config.yaml")
 
 
 def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    if explicit:
-        return Path(explicit).expanduser()
     # On macOS config and state share a directory; the store's file names keep them apart.
-    return _from_env("BHOGA_STATE") or Path(_dirs().user_state_dir)
+    return _resolve(explicit, "BHOGA_STATE", "user_state_dir")
 
 
 def check_socket_path_length(path: Path) -> None:

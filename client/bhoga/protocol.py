@@ -24,6 +24,10 @@ MAX_LINE_BYTES: Final = 1 << 20
 MAX_REPLY_BYTES: Final = 64 << 20
 #: Most entries in one JSON-RPC batch.
 MAX_BATCH: Final = 64
+#: Deepest nesting of arrays and objects in one line. A request is at most a batch of objects whose
+#: params hold a headers object: five levels. Far deeper input is hostile, and left to the decoder it
+#: would end in a RecursionError instead of an answer.
+MAX_JSON_DEPTH: Final = 32
 
 
 class Method(enum.StrEnum):
@@ -39,10 +43,23 @@ class Method(enum.StrEnum):
     REFRESH = "quota.refresh"
     USAGE_SUMMARY = "usage.summary"
     SUBSCRIBE = "events.subscribe"
+    CLEAR_COOLDOWN = "cooldown.clear"
+
+
+class Event(enum.StrEnum):
+    """Notifications the daemon pushes on a subscribed connection."""
+
+    #: A provider's quota view changed; params are ``QuotaChanged``.
+    QUOTA_CHANGED = "quota.changed"
+    #: This subscriber fell behind and events were dropped; params are ``Lagged``. Resynchronise
+    #: with ``quota.list``.
+    LAGGED = "events.lagged"
 
 
 #: Server-pushed notification sent to subscribers when a provider's quota view changes.
-QUOTA_CHANGED: Final = "quota.changed"
+QUOTA_CHANGED: Final = Event.QUOTA_CHANGED
+#: Server-pushed notification: events were dropped for this slow subscriber.
+EVENTS_LAGGED: Final = Event.LAGGED
 
 
 class ErrorCode(enum.IntEnum):
@@ -166,6 +183,8 @@ class ProviderQuota(msgspec.Struct, kw_only=True):
     windows: dict[str, QuotaWindow] = msgspec.field(default_factory=dict)
     cooldown_until: datetime | None = None
     cooldown_reason: str | None = None
+    #: When the cooldown that runs now was set (by a 429); ``bhoga cooldown clear`` ends it early.
+    cooldown_since: datetime | None = None
     health: Health = Health.HEALTHY
     #: Models this provider is failing for while others answer (an overloaded Opus): model → health.
     model_health: dict[str, Health] = msgspec.field(default_factory=dict)
@@ -230,7 +249,7 @@ class Ranking(msgspec.Struct, kw_only=True):
     recommendation: RouterRecommendation | None
 
 
-class Turn(msgspec.Struct, kw_only=True):
+class Turn(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What a harness reports after one model call. Never put prompt text in here."""
 
     provider: str
@@ -251,6 +270,9 @@ class Turn(msgspec.Struct, kw_only=True):
     #: What the provider itself billed for the call, in USD, where it says (OpenRouter's
     #: ``usage.cost``); it wins over the daemon's pricing table.
     cost_usd: float | None = None
+    #: Names this turn across re-sends (1–128 printable ASCII characters): a repeat within a day
+    #: returns the first one's id and stores nothing new. The client library sets one per turn.
+    idempotency_key: str | None = None
 
 
 class TurnAck(msgspec.Struct, kw_only=True):
@@ -280,9 +302,13 @@ class StoredTurn(msgspec.Struct, kw_only=True):
 
 # --------------------------------------------------------------------------------------------------
 # Method parameters and results
+#
+# Params Structs omit their defaults when encoded: a request carries only what its caller set, and
+# the daemon, decoding into the same Struct, fills in the same defaults.
 
 
 class HelloParams(msgspec.Struct, kw_only=True):
+    # Defaults always sent: a missing ``protocol`` would read as the daemon's own version.
     client: str = ""
     protocol: int = PROTOCOL_VERSION
 
@@ -294,7 +320,7 @@ class Hello(msgspec.Struct, kw_only=True):
     pid: int
 
 
-class ModelParams(msgspec.Struct, kw_only=True):
+class ModelParams(msgspec.Struct, kw_only=True, omit_defaults=True):
     model: str
     #: The agent asking. An agent over its monthly budget is routed away from paid providers.
     agent: str | None = None
@@ -303,11 +329,11 @@ class ModelParams(msgspec.Struct, kw_only=True):
     session: str | None = None
 
 
-class ProviderFilter(msgspec.Struct, kw_only=True):
+class ProviderFilter(msgspec.Struct, kw_only=True, omit_defaults=True):
     provider: str | None = None
 
 
-class SetQuotaParams(msgspec.Struct, kw_only=True):
+class SetQuotaParams(msgspec.Struct, kw_only=True, omit_defaults=True):
     provider: str
     pct_remaining: float
     weekly_pct: float | None = None
@@ -315,7 +341,22 @@ class SetQuotaParams(msgspec.Struct, kw_only=True):
     resets_at: datetime | None = None
 
 
-class ListTurnsParams(msgspec.Struct, kw_only=True):
+class ClearCooldownParams(msgspec.Struct, kw_only=True):
+    provider: str
+    #: ``*``: the whole provider. A model: only what holds that model back (see ``CooldownCleared``).
+    model: str = "*"
+
+
+class CooldownCleared(msgspec.Struct, kw_only=True):
+    """What ``cooldown.clear`` lifted, in words (empty when nothing was running), and the result."""
+
+    provider: str
+    model: str
+    cleared: list[str]
+    quota: ProviderQuota
+
+
+class ListTurnsParams(msgspec.Struct, kw_only=True, omit_defaults=True):
     after_id: int = 0
     limit: int = 1000
     session: str | None = None
@@ -330,7 +371,7 @@ class UsageGroup(enum.StrEnum):
     DAY = "day"
 
 
-class UsageParams(msgspec.Struct, kw_only=True):
+class UsageParams(msgspec.Struct, kw_only=True, omit_defaults=True):
     """``usage.summary``: a period (``today``, ``week``, ``month`` — calendar, UTC — ``all``, or a
     rolling ``24h`` / ``7d``) or explicit ``since``/``until``; explicit times win over the period."""
 
@@ -364,6 +405,9 @@ class UsageSummary(msgspec.Struct, kw_only=True):
     group_by: list[UsageGroup]
     rows: list[UsageRow]
     total: UsageRow
+    #: Whole days were read from the daily rollups (which keep totals for pruned turns); partial days
+    #: at either end, and any grouping by session, come from the raw turns.
+    from_rollups: bool = False
 
 
 class DaemonStatus(msgspec.Struct, kw_only=True):
@@ -414,6 +458,12 @@ class QuotaChanged(msgspec.Struct, kw_only=True):
 class Subscribed(msgspec.Struct, kw_only=True):
     subscribed: bool
     events: list[str]
+
+
+class Lagged(msgspec.Struct, kw_only=True):
+    """Params of the ``events.lagged`` notification."""
+
+    hint: str = ""
 
 
 # --------------------------------------------------------------------------------------------------

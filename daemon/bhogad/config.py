@@ -2,13 +2,22 @@
 
 No file is needed to start. A file only overrides what it names: a provider entry replaces just the
 fields it sets, so ``providers: {claude_code: {priority: 5}}`` keeps every other default.
+
+The file is untrusted input and is checked once, here, where it enters: at most 1 MiB, UTF-8, nested
+at most 32 levels, no YAML aliases; every number within a range; provider ids in ``routing.families``
+and ``budgets`` must name a configured provider; each provider's ``options`` are checked against its
+driver's Struct (``bhogad.discovery.options``). Every error names the file, the key path
+(``providers.claud_code``) and, where YAML knows it, the line.
 """
 
 from __future__ import annotations
 
+import codecs
+import difflib
 import re
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
@@ -17,73 +26,106 @@ import yaml
 from bhoga.protocol import MAX_LINE_BYTES, ProviderKind
 from bhoga.quota.families import DEFAULT_HIERARCHY
 from bhoga.quota.model import LOW_FRACTION
+from bhogad.discovery import options as driver_options
 from bhogad.domain.pricing import Price
 
-#: Ranking strategies ``routing.strategy`` may name (``routing.STRATEGIES`` implements each).
-STRATEGY_NAMES = ("headroom", "pace")
 
-_Count = Annotated[int, msgspec.Meta(ge=1)]
-_Seconds = Annotated[float, msgspec.Meta(gt=0)]
-_Usd = Annotated[float, msgspec.Meta(ge=0)]
+class StrategyName(StrEnum):
+    """Ranking strategies ``routing.strategy`` may name (``routing.STRATEGIES`` implements each)."""
+
+    #: Most left in the tightest window (the library's rule).
+    HEADROOM = "headroom"
+    #: Spend first what would otherwise reset unspent; never a window projected to run out early.
+    PACE = "pace"
+
+
+#: The strategy names, in the order ``routing.STRATEGIES`` defines them.
+STRATEGY_NAMES: Final = tuple(s.value for s in StrategyName)
+
+
+class Synchronous(StrEnum):
+    """SQLite ``synchronous`` for the store: ``normal`` survives a daemon crash (kill -9), ``full``
+    also a power cut (every commit waits for the disk)."""
+
+    NORMAL = "normal"
+    FULL = "full"
+
+
+#: Limits on the file itself: a config is a few KiB; anything near these is a mistake or an attack.
+MAX_CONFIG_BYTES: Final = 1 << 20
+MAX_CONFIG_DEPTH: Final = 32
+
+_DAY: Final = 24 * 3600.0
+_Count = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+_Seconds = Annotated[float, msgspec.Meta(gt=0, le=_DAY)]
+_LongSeconds = Annotated[float, msgspec.Meta(gt=0, le=366 * _DAY)]
+_Usd = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
+_Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+_Priority = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
+_EnvName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+_Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]+$", max_length=2048)]
+_ProviderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 _Margin = Annotated[float, msgspec.Meta(ge=0, le=100)]
 _Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 
 
 class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     kind: ProviderKind
-    priority: int
+    priority: _Priority
     enabled: bool = True
     #: Where the provider's quota endpoint lives; tests and proxies point it elsewhere.
-    base_url: str | None = None
+    base_url: _Url | None = None
     #: The provider's CLI (``codex``, ``gh``), looked up on PATH when not absolute.
-    cli: str | None = None
+    cli: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     #: Environment variables that hold an API key, tried in order.
-    key_env: list[str] = msgspec.field(default_factory=list)
-    poll_interval_s: float = 300.0
-    poll_timeout_s: float = 20.0
+    key_env: Annotated[list[_EnvName], msgspec.Meta(max_length=16)] = msgspec.field(default_factory=list)
+    poll_interval_s: Annotated[float, msgspec.Meta(gt=0, le=7 * _DAY)] = 300.0
+    poll_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 20.0
     #: A reading older than this is shown as stale and no longer counts towards the remaining fraction.
-    stale_after_s: float = 1800.0
-    #: Provider-specific settings (credential paths, headers); each provider module documents its own.
-    options: dict[str, str] = msgspec.field(default_factory=dict)
+    stale_after_s: _LongSeconds = 1800.0
+    #: Driver settings (credential paths, headers), checked against the driver's Struct in
+    #: ``bhogad.discovery.options`` when the config loads; each driver module documents its own.
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
     #: Quota to keep for yourself, per window name (or key, like ``weekly/opus``): percent of that
     #: window that bhoga never recommends spending (``{weekly: 20}`` stops at 20 % left).
     reserve: dict[str, _Percent] = msgspec.field(default_factory=dict)
     #: The account this provider's quota belongs to, when discovery cannot tell (it usually can:
     #: ChatGPT account id, GitHub login, Claude organisation). Providers with one account share quota.
-    account: str | None = None
+    account: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
 
 
 class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    max_connections: int = 256
-    max_line_bytes: int = MAX_LINE_BYTES
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 256
+    #: At least 4 KiB (a turn with its headers must fit), at most 64 MiB.
+    max_line_bytes: Annotated[int, msgspec.Meta(ge=4096, le=64 << 20)] = MAX_LINE_BYTES
     #: A connection with no partial line may stay idle this long (harnesses keep connections open).
-    idle_timeout_s: float = 600.0
+    idle_timeout_s: _Seconds = 600.0
     #: Once a line has started, the rest of it must arrive within this (anti-slowloris).
-    line_timeout_s: float = 10.0
-    send_timeout_s: float = 5.0
+    line_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
+    send_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
     #: How long SIGTERM waits for requests already read before the daemon exits anyway.
-    shutdown_grace_s: float = 5.0
+    shutdown_grace_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
     #: Also serve ``GET /metrics`` over HTTP on 127.0.0.1 at this port, for Prometheus (off when unset).
-    metrics_port: int | None = None
+    metrics_port: _Port | None = None
 
 
 class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: ``headroom``: most left in the tightest window (the library's rule). ``pace``: spend first what
     #: would otherwise reset unspent, and never a window projected to run out before its reset.
-    strategy: str = "headroom"
-    #: Family → providers in order of preference.
-    families: dict[str, list[str]] = msgspec.field(
+    strategy: StrategyName = StrategyName.HEADROOM
+    #: Family → providers in order of preference; every id must be a configured provider.
+    families: dict[str, list[_ProviderId]] = msgspec.field(
         default_factory=lambda: {family: list(pids) for family, pids in DEFAULT_HIERARCHY.items()}
     )
     #: Below this remaining fraction a provider reports status ``low``.
-    low_fraction: float = LOW_FRACTION
+    low_fraction: Annotated[float, msgspec.Meta(ge=0, le=1)] = LOW_FRACTION
     #: Cooldown after a 429 that says nothing about when to retry. Each further 429 without a success
     #: in between doubles it, up to ``default_cooldown_max_s``; a success starts again from this.
-    default_cooldown_s: float = 60.0
+    default_cooldown_s: _Seconds = 60.0
     default_cooldown_max_s: _Seconds = 3600.0
     #: A provider that reported a successful turn counts as available for this long, even when the
     #: daemon itself holds no credentials for it (the harness does).
-    turn_evidence_s: float = 7 * 24 * 3600.0
+    turn_evidence_s: _LongSeconds = 7 * 24 * 3600.0
     #: Consecutive failed turns (5xx, 529 overloaded, 408, no response) before a provider (or one of
     #: its models) is degraded, then unhealthy. One success restores it.
     degraded_after: _Count = 2
@@ -92,7 +134,7 @@ class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: offered again as degraded, so some harness tries it and a success can restore it.
     health_probe_after_s: _Seconds = 300.0
     #: Time constant of the token-flow average that gives the pace strategy its current burn rate.
-    burn_window_s: _Seconds = 3600.0
+    burn_window_s: Annotated[float, msgspec.Meta(gt=0, le=31 * _DAY)] = 3600.0
     #: Pace rankings drift with the clock (resets come closer, burn rates decay): reuse one this long.
     pace_recompute_s: _Seconds = 30.0
     #: How much better another provider must be before an answer changes, in the strategy's score:
@@ -108,7 +150,10 @@ class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: SQLite ``synchronous``: ``normal`` survives a daemon crash (kill -9); ``full`` also a power cut.
-    synchronous: str = "normal"
+    synchronous: Synchronous = Synchronous.NORMAL
+    #: Days of raw turns to keep (10 years at most). Older turns are pruned; the daily rollups keep
+    #: their totals, so ``usage`` and budgets still count them. The current budget month is never pruned.
+    keep_turns_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = 400
 
 
 class BudgetConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -120,7 +165,7 @@ class BudgetConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     towards it, and subscriptions cost it nothing more, so it may still use them.
     """
 
-    providers: dict[str, _Usd] = msgspec.field(default_factory=dict)
+    providers: dict[_ProviderId, _Usd] = msgspec.field(default_factory=dict)
     agents: dict[str, _Usd] = msgspec.field(default_factory=dict)
 
 
@@ -152,7 +197,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
-    providers: dict[str, ProviderConfig] = msgspec.field(default_factory=dict)
+    providers: dict[_ProviderId, ProviderConfig] = msgspec.field(default_factory=dict)
     #: Model (prefix) → USD per million tokens; wins over the built-in table in ``pricing.py``.
     pricing: dict[str, Price] = msgspec.field(default_factory=dict)
     budgets: BudgetConfig = msgspec.field(default_factory=BudgetConfig)
@@ -191,7 +236,56 @@ DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
 
 
 class ConfigError(Exception):
-    """A config file that cannot be used; the message names the file and, where known, the line."""
+    """A config file that cannot be used; the message names the file, the key path and the line."""
+
+
+class Invalid(msgspec.ValidationError):
+    """A value that cannot be used; ``path`` is its key path (``("providers", "claud_code")``)."""
+
+    def __init__(self, path: tuple[str, ...], reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{'.'.join(path)}: {reason}" if path else reason)
+
+
+_PATH_TOKEN: Final = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _invalid(exc: msgspec.ValidationError, prefix: tuple[str, ...] = ()) -> Invalid:
+    """msgspec's ``Expected `int` >= 1 - at `$.server.max_connections``` as a key path and a reason."""
+    if isinstance(exc, Invalid):
+        return Invalid(prefix + exc.path, exc.reason)
+    reason, sep, where = str(exc).rpartition(" - at `")
+    if not sep:
+        reason, where = str(exc), "$"
+    path = prefix + tuple(m.group(1) or m.group(2) for m in _PATH_TOKEN.finditer(where.rstrip("`")[1:]))
+    unknown = re.fullmatch(r"Object contains unknown field `([^`]+)`", reason)
+    if unknown:
+        return Invalid((*path, unknown.group(1)), "unknown key")
+    bad_choice = re.fullmatch(r"Invalid enum value (.+)", reason)
+    if bad_choice and path and path[-1] in _CHOICES:
+        choices = ", ".join(c.value for c in _CHOICES[path[-1]])
+        return Invalid(path, f"unknown {path[-1]} {bad_choice.group(1)}; choose one of {choices}")
+    return Invalid(path, reason[:1].lower() + reason[1:])
+
+
+#: The closed sets a config key may name, so an error can list the choices.
+_CHOICES: Final[dict[str, type[StrEnum]]] = {
+    "strategy": StrategyName,
+    "synchronous": Synchronous,
+    "kind": ProviderKind,
+    "driver": driver_options.DriverName,
+    "keychain": driver_options.Keychain,
+    "app_server": driver_options.Toggle,
+    "rollout": driver_options.Toggle,
+}
+
+
+def _convert(value: Any, typ: Any, path: tuple[str, ...]) -> Any:
+    try:
+        return msgspec.convert(value, typ)
+    except msgspec.ValidationError as exc:
+        raise _invalid(exc, path) from None
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -204,31 +298,68 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _mapping(value: Any, path: tuple[str, ...], what: str) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise Invalid(path, f"must be a mapping of {what}, not {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise Invalid((*path, str(key)), f"keys must be text, not {type(key).__name__}")
+    return value
+
+
+def _check_provider(pid: str, entry: Any) -> None:
+    path = ("providers", pid)
+    if not _PROVIDER_ID_RE.match(pid):
+        raise Invalid(
+            path, "a provider id is 1–64 letters, digits and _ . : -, starting with one of the first two"
+        )
+    if pid not in DEFAULT_PROVIDERS and (entry is None or (isinstance(entry, dict) and "kind" not in entry)):
+        # A misspelt built-in id (`claud_code:`) would otherwise read as a new provider missing `kind`.
+        known = sorted(DEFAULT_PROVIDERS)
+        close = difflib.get_close_matches(pid, known, n=1)
+        hint = f"; did you mean `{close[0]}`?" if close else ""
+        raise Invalid(
+            path, f"unknown provider (known: {', '.join(known)}){hint}; a provider of your own needs `kind`"
+        )
+    _mapping(entry, path, "settings")
+    cfg: ProviderConfig = _convert(entry, ProviderConfig, path)
+    try:
+        driver_options.validate(pid, cfg.options, cfg.kind.value, cfg.key_env)
+    except msgspec.ValidationError as exc:
+        raise _invalid(exc, (*path, "options")) from None
+
+
 def build(overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults merged with ``overrides`` (a parsed config file), validated."""
+    """Defaults merged with ``overrides`` (a parsed config file), validated; ``Invalid`` if not."""
     raw = _merge(msgspec.to_builtins(Config()), {"providers": DEFAULT_PROVIDERS})
     if overrides:
-        raw = _merge(raw, overrides)
-    providers = raw.get("providers")
-    if isinstance(providers, dict):
-        # msgspec hides dict keys in error paths (``$.providers[...]``); check each entry on its own
-        # so the error names the provider, and the config loader can point at its line.
-        for pid, entry in providers.items():
-            try:
-                msgspec.convert(entry, ProviderConfig)
-            except msgspec.ValidationError as exc:
-                raise msgspec.ValidationError(str(exc).replace("`$", f"`$.providers.{pid}")) from None
-    cfg = msgspec.convert(raw, Config)
-    routing = cfg.routing
-    if routing.strategy not in STRATEGY_NAMES:
-        choices = ", ".join(STRATEGY_NAMES)
-        raise msgspec.ValidationError(
-            f"unknown strategy {routing.strategy!r}; choose one of {choices} - at `$.routing.strategy`"
-        )
-    if routing.unhealthy_after < routing.degraded_after:
-        raise msgspec.ValidationError(
-            "unhealthy_after must be at least degraded_after - at `$.routing.unhealthy_after`"
-        )
+        raw = _merge(raw, _mapping(overrides, (), "sections"))
+    # msgspec hides dict keys in its error paths (``$.providers[...]``), so every section keyed by
+    # a name is checked entry by entry: then the error names the key, and the loader its line.
+    for pid, entry in _mapping(raw.get("providers"), ("providers",), "provider ids to settings").items():
+        _check_provider(pid, entry)
+    for model, price in _mapping(raw.get("pricing", {}), ("pricing",), "models to prices").items():
+        _convert(price, Price, ("pricing", model))
+    routing = _mapping(raw.get("routing", {}), ("routing",), "settings")
+    families = _mapping(routing.get("families", {}), ("routing", "families"), "families to provider ids")
+    for family, pids in families.items():
+        _convert(pids, list[_ProviderId], ("routing", "families", family))
+    budgets = _mapping(raw.get("budgets", {}), ("budgets",), "settings")
+    for section in ("providers", "agents"):
+        for name, usd in _mapping(budgets.get(section, {}), ("budgets", section), "names to USD").items():
+            _convert(usd, _Usd, ("budgets", section, name))
+    cfg: Config = _convert(raw, Config, ())
+
+    if cfg.routing.unhealthy_after < cfg.routing.degraded_after:
+        raise Invalid(("routing", "unhealthy_after"), "unhealthy_after must be at least degraded_after")
+    known = sorted(cfg.providers)
+    for family, pids in cfg.routing.families.items():
+        for i, pid in enumerate(pids):
+            if pid not in cfg.providers:
+                raise Invalid(("routing", "families", family, str(i)), _unknown_id(pid, known))
+    for pid in cfg.budgets.providers:
+        if pid not in cfg.providers:
+            raise Invalid(("budgets", "providers", pid), _unknown_id(pid, known))
     if cfg.shared.url is not None:
         _check_shared_url(cfg.shared.url)
     return cfg
@@ -239,51 +370,118 @@ def _check_shared_url(url: str) -> None:
     # a password belongs in an environment variable or a file of its own.
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise msgspec.ValidationError(
-            f"shared.url must start with redis://, rediss:// or unix://, not {parts.scheme or url!r}"
-            " - at `$.shared.url`"
+        raise Invalid(
+            ("shared", "url"),
+            f"shared.url must start with redis://, rediss:// or unix://, not {parts.scheme or url!r}",
         )
     if parts.password:
-        raise msgspec.ValidationError(
+        raise Invalid(
+            ("shared", "url"),
             "shared.url must not hold a password; put it in an environment variable named by "
-            "shared.password_env, or a file named by shared.password_file - at `$.shared.url`"
+            "shared.password_env, or a file named by shared.password_file",
         )
 
 
-def _line_of(text: str, path: str) -> int | None:
-    """The line in ``text`` where msgspec's error path (``$.providers.x.priority``) points, if found."""
-    keys = [k for k in path.removeprefix("$").split(".") if k and not k.startswith("[")]
+def _unknown_id(pid: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(pid, known, n=1)
+    hint = f"; did you mean `{close[0]}`?" if close else ""
+    return f"unknown provider {pid!r} (known: {', '.join(known)}){hint}"
+
+
+_PROVIDER_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def _line_of(text: str, path: tuple[str, ...]) -> int | None:
+    """The line in ``text`` of the deepest key of ``path`` the file itself has (defaults have none)."""
     try:
-        node: Any = yaml.compose(text)
+        node: Any = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return None
     line = None
-    for key in keys:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        for k, v in node.value:
-            if k.value == key:
-                line, node = k.start_mark.line + 1, v
+    for key in path:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == key:
+                    line, node = k.start_mark.line + 1, v
+                    break
+            else:
                 break
+        elif isinstance(node, yaml.SequenceNode) and key.isdigit() and int(key) < len(node.value):
+            node = node.value[int(key)]
+            line = node.start_mark.line + 1
         else:
             break
     return line
+
+
+def _check_structure(text: str, path: Path) -> None:
+    """Depth and aliases, from the event stream (which, unlike building the document, cannot recurse
+    without bound): a deep document would otherwise end in a RecursionError, and aliases can make a
+    small file expand without bound."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise ConfigError(
+                    f"{path}{_at(event)}: YAML aliases (*{event.anchor}) are not "
+                    "supported in config.yaml; write the value out"
+                )
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_CONFIG_DEPTH:
+                    raise ConfigError(
+                        f"{path}{_at(event)}: nested more than {MAX_CONFIG_DEPTH} levels "
+                        "deep; a bhoga config needs at most 5"
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, path) from None
+
+
+def _at(event: yaml.Event) -> str:
+    mark = event.start_mark
+    return f":{mark.line + 1}" if mark is not None else ""
+
+
+def _yaml_error(exc: yaml.YAMLError, path: Path) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f":{mark.line + 1}" if mark is not None else ""
+    return ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}")
+
+
+def read_text(path: Path) -> str:
+    """The file's text, if it is a plausible config: at most 1 MiB of UTF-8."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB; a bhoga config is a few KiB "
+            "(is this the right file?)"
+        )
+    try:
+        return codecs.decode(data, "utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
 
 
 def load(path: Path | None) -> Config:
     """Read ``path`` over the defaults. A missing file is fine; an invalid one raises ``ConfigError``."""
     if path is None or not path.exists():
         return build()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    text = read_text(path)
+    _check_structure(text, path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise _yaml_error(exc, path) from None
     if data is None:
         return build()
     if not isinstance(data, dict):
@@ -291,12 +489,6 @@ def load(path: Path | None) -> Config:
     try:
         return build(data)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        _, _, where = message.rpartition(" - at `")
-        path_to = where.rstrip("`")
-        unknown = re.search(r"unknown field `([^`]+)`", message)
-        if unknown:
-            path_to += "." + unknown.group(1)
-        line = _line_of(text, path_to) if where else None
-        return_line = f":{line}" if line else ""
-        raise ConfigError(f"{path}{return_line}: {message}") from exc
+        invalid = _invalid(exc)
+        line = _line_of(text, invalid.path)
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: {invalid}") from None

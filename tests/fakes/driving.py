@@ -12,7 +12,8 @@ import httpx
 
 from bhogad import config
 from bhogad.config import ProviderConfig
-from bhogad.discovery.providers.base import Context, Driver, Outcome
+from bhogad.discovery.providers.base import Context, Driver
+from bhogad.domain.state import PollResult
 from tests.fakes.fixtures import FIXTURE_NOW
 
 
@@ -34,11 +35,11 @@ def poll(
     env: Mapping[str, str],
     now: datetime | Callable[[], datetime] = FIXTURE_NOW,
     **cfg: Any,
-) -> Outcome:
+) -> PollResult:
     """One poll of ``driver`` with a real httpx client, as the poller would run it."""
     clock = now if callable(now) else (lambda: now)
 
-    async def main() -> Outcome:
+    async def main() -> PollResult:
         async with httpx.AsyncClient(trust_env=False) as http:
             ctx = Context(pid=pid, cfg=provider_cfg(pid, **cfg), http=http, env=env, now=clock)
             return await driver.poll(ctx)

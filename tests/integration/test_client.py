@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 
 import bhoga
-from bhoga import DaemonNotRunning, InvalidParams, ProviderStatus, Router
-from bhoga.aio import AsyncRouter, subscribe
+from bhoga import DaemonNotRunning, InvalidParams, ProviderStatus, Router, operations
+from bhoga.aio import AsyncRouter, Reply, subscribe
+from bhoga.errors import DaemonStartFailed
+from bhoga.protocol import Lagged, Method, QuotaChanged, SetQuotaParams
 from tests.conftest import DaemonProcess
 
 
@@ -133,15 +136,14 @@ def test_fork_child_gets_its_own_connection(daemon: DaemonProcess) -> None:
 
 def test_async_router_and_events(daemon: DaemonProcess) -> None:
     async def main() -> None:
-        events = subscribe(daemon.socket)
-        first = asyncio.ensure_future(anext(events))
-        await asyncio.sleep(0.3)  # let the subscription reach the daemon
-        async with AsyncRouter(socket_path=daemon.socket) as router:
+        # subscribe() returns once the daemon acknowledged: no sleep, and the first event is not missed.
+        async with subscribe(daemon.socket) as events, AsyncRouter(socket_path=daemon.socket) as router:
             await router.set_quota("claude_code", 55)
-            event = await asyncio.wait_for(first, 10)
+            event = await asyncio.wait_for(anext(events), 10)
+            assert isinstance(event, QuotaChanged)
             assert event.provider == "claude_code" and event.cause == "manual"
             assert event.quota.quota_pct == pytest.approx(0.55)
-            turn_id = await router.record_turn("claude_code", "claude-opus-4", 10, 5, agent="a1")
+            turn_id = await router.record_turn("claude_code", "claude-opus-4", 10, 5, agent="a1", wait=True)
             rec = await router.best_for("claude-opus-4", agent="a1")
             turns = await router.turns(agent="a1")
             usage = await router.usage("all", group_by="agent")
@@ -150,11 +152,75 @@ def test_async_router_and_events(daemon: DaemonProcess) -> None:
                 await router.set_quota("claude_code", 150)
             assert refused.value.kind == "out_of_range"
             assert (await router.hello()).protocol == 1  # the connection survived the error reply
-        await events.aclose()
+            # A snapshot sent on the subscribed connection comes back in order among the events.
+            sent = await events.send(operations.quotas())
+            while not isinstance(reply := await asyncio.wait_for(anext(events), 10), Reply):
+                pass
+            assert reply.id == sent and reply.result["claude_code:*"].quota_pct == pytest.approx(0.55)
         assert turn_id == 1
         assert rec is not None and rec.provider_id == "claude_code"
         assert [t.id for t in turns] == [1] and status.turns_stored == 1
         assert [(row.key, row.turns, row.input_tokens) for row in usage.rows] == [(["a1"], 1, 10)]
+
+    asyncio.run(main())
+
+
+def test_async_record_turn_is_fire_and_forget_yet_nothing_is_lost(daemon: DaemonProcess) -> None:
+    async def main() -> list[int]:
+        async with AsyncRouter(socket_path=daemon.socket) as router:
+            for i in range(200):
+                assert await router.record_turn("anthropic_api", "claude-opus-4", i, 1) is None
+            stored = await router.turns(limit=1000)  # same connection: answered after the turns
+            assert router.dropped_turns == 0
+        return [t.input_tokens for t in stored]
+
+    assert asyncio.run(main()) == list(range(200))
+
+
+def test_async_router_without_daemon_drops_turns_and_names_the_socket(tmp_root: Any) -> None:
+    path = tmp_root / "nothing.sock"
+
+    async def main() -> None:
+        router = AsyncRouter(socket_path=path)
+        assert await router.record_turn("openai_api", "gpt-5.4", 1, 1) is None
+        assert router.dropped_turns == 1
+        with pytest.raises(DaemonNotRunning, match=str(path)):
+            await router.best_for("gpt-5.4")
+        with pytest.raises(DaemonNotRunning, match=str(path)):
+            async with subscribe(path):
+                pass
+        await router.close()
+
+    asyncio.run(main())
+
+
+def test_subscription_reports_lag_and_recovers_with_a_snapshot(daemon: DaemonProcess) -> None:
+    """A subscriber that stops reading is told it lagged (events were dropped), then resynchronises."""
+
+    async def main() -> None:
+        async with subscribe(daemon.socket) as events:
+            # Not reading while the daemon produces far more events than its per-subscriber backlog.
+            with daemon.router() as router:
+                for i in range(4000):  # as notifications: the daemon needs no round trip per event
+                    params = SetQuotaParams(provider="claude_code", pct_remaining=i % 100)
+                    router.notify(Method.SET_QUOTA, params)
+                router.set_quota("claude_code", 99)  # a request: every notification before it is done
+            seen: list[type] = []
+            with contextlib.suppress(TimeoutError):
+                while True:  # what the daemon buffered before it started dropping
+                    seen.append(type(await events.next(idle_s=2.0)))
+            assert seen and set(seen) == {QuotaChanged}
+            # The daemon says so with the next event it can send, ahead of that event.
+            with daemon.router() as router:
+                router.set_quota("claude_code", 42)
+            assert isinstance(await asyncio.wait_for(anext(events), 30), Lagged)
+            after = await asyncio.wait_for(anext(events), 30)
+            assert isinstance(after, QuotaChanged) and after.quota.quota_pct == pytest.approx(0.42)
+            sent = await events.send(operations.quotas())
+            while not isinstance(reply := await asyncio.wait_for(anext(events), 30), Reply):
+                pass
+            assert reply.id == sent
+            assert reply.result["claude_code:*"].quota_pct == pytest.approx(0.42)
 
     asyncio.run(main())
 
@@ -189,3 +255,25 @@ def test_autostart_starts_a_daemon_when_none_runs(tmp_root: Any, monkeypatch: py
             router.close()
         for pid in pids:
             os.kill(pid, signal.SIGTERM)
+
+
+def test_autostart_reports_the_daemons_own_start_up_error(
+    tmp_root: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon that cannot start: the error is its own words and names the log that holds them."""
+    run = tmp_root / "run"
+    run.mkdir(mode=0o700)
+    state = tmp_root / "state"
+    config = tmp_root / "config.yaml"
+    config.write_text("routing:\n  strategy: [not, a, strategy]\n")
+    monkeypatch.setenv("BHOGA_STATE", str(state))
+    monkeypatch.setenv("BHOGA_CONFIG", str(config))
+    with pytest.raises(DaemonStartFailed) as info, Router(socket_path=run / "a.sock", autostart=True) as r:
+        r.best_for("claude-opus-4")
+    error = info.value
+    assert isinstance(error, DaemonNotRunning)  # what harnesses already catch
+    log = state / "bhogad.log"
+    assert error.log == str(log) and str(log) in str(error)
+    assert "config" in error.reason and str(config) in error.reason
+    assert "autostart=True" not in str(error)  # the old advice, wrong when autostart was on
+    assert error.reason in log.read_text()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -147,3 +149,61 @@ def test_bad_config_at_start_names_file_and_line(make_daemon: Any) -> None:
     d.start(wait=False)
     assert d.proc is not None and d.proc.wait(30) == 2
     assert f"{d.config}:5" in d.log_text() and "priority" in d.log_text()
+
+
+def test_sighup_from_the_moment_the_socket_exists_reloads_and_never_kills(make_daemon: Any) -> None:
+    """A reload asked for as soon as the daemon is reachable (a service manager's ExecReload, or a
+    person) must find the handlers in place: the socket is bound only after they are installed."""
+    d: DaemonProcess = make_daemon("routing:\n  strategy: headroom\n", start=False)
+    d.start(wait=False)
+    assert d.proc is not None
+    sent = 0
+    deadline = time.monotonic() + 30
+    while not d.socket.exists():
+        assert d.proc.poll() is None, d.log_text()
+        assert time.monotonic() < deadline, d.log_text()
+        time.sleep(0.0005)
+    # As early as possible and repeatedly: through start-up, the first accept, and after.
+    while time.monotonic() < deadline:
+        d.proc.send_signal(signal.SIGHUP)
+        sent += 1
+        assert d.proc.poll() is None, f"killed by SIGHUP number {sent}:\n{d.log_text()}"
+        if sent >= 200:
+            break
+        time.sleep(0.001)
+    d.wait_ready()
+    with d.router(timeout=10) as router:
+        assert router.hello().pid == d.proc.pid
+    assert d.proc.poll() is None
+    assert "config reloaded" in d.log_text()
+    assert d.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"providers:\n  claud_code:\n    priority: 2\n", ":2: providers.claud_code: unknown provider"),
+        (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", ":1: nested more than 32 levels deep"),
+        (b"routing:\n  strategy: pace # \xff\n", ":2: not UTF-8"),
+        (b"server:\n  metrics_port: 99999\n", ":2: server.metrics_port"),
+        (
+            b"routing:\n  families:\n    google: [gemini_api]\n",
+            ":3: routing.families.google.0: unknown provider",
+        ),
+    ],
+)
+def test_check_config_exits_2_with_the_key_and_line_and_no_traceback(
+    make_daemon: Any, text: bytes, expected: str
+) -> None:
+    d: DaemonProcess = make_daemon(start=False)
+    d.config.write_bytes(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "bhogad", "--check-config"],
+        env=d.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"bhogad: config error: {d.config}{expected}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -7,8 +7,6 @@ import os
 import time
 from typing import Any
 
-import pytest
-
 from tests.conftest import DaemonProcess
 
 
@@ -73,7 +71,6 @@ def test_invalid_config_fails_naming_file_and_line(make_daemon: Any) -> None:
 
 
 def test_provider_with_expired_credentials_says_how_to_refresh(make_daemon: Any) -> None:
-    pytest.importorskip("bhogad.discovery.providers.claude_code", reason="Claude discovery has not landed")
     d: DaemonProcess = make_daemon(
         # Nothing listens on port 9: an expired token must be reported before any request is made.
         "providers:\n  claude_code:\n    base_url: http://127.0.0.1:9\n",

@@ -188,18 +188,6 @@ def test_idle_connection_is_closed_after_the_idle_timeout(d: DaemonProcess) -> N
     assert 2.0 < time.monotonic() - started < 8.0
 
 
-def test_connection_cap_refuses_with_overloaded_and_frees_up(d: DaemonProcess) -> None:
-    held = [Raw(d.socket) for _ in range(6)]
-    for c in held:
-        assert c.ask(hello())["result"]  # all six admitted
-    extra = Raw(d.socket)
-    err = extra.reply()
-    assert err["error"]["code"] == -32002 and err["error"]["data"]["kind"] == "overloaded"
-    held.pop().close()
-    time.sleep(0.2)
-    assert Raw(d.socket).ask(hello(5))["id"] == 5
-
-
 def test_abusers_do_not_stop_other_clients(d: DaemonProcess) -> None:
     """While silent, slow, garbage-spewing and oversized clients hammer it, a normal client is served."""
     stop = threading.Event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,31 @@ def test_a_ledger_from_before_pricing_is_upgraded_in_place(tmp_path: Path) -> No
         assert store.last_turn_id() == 7
     finally:
         store.close()
+
+
+def test_retention_prunes_old_turns_while_usage_and_the_budget_month_keep_them(make_daemon: Any) -> None:
+    daemon: DaemonProcess = make_daemon(config="store:\n  keep_turns_days: 1\n")
+    now = datetime.now(UTC)
+    old = now - timedelta(days=35)  # always before this month began
+    record(
+        daemon,
+        dict(provider="openai_api", model=GPT, input_tokens=1_000_000, at=old),
+        dict(provider="openai_api", model=GPT, input_tokens=1_000_000, at=now - timedelta(minutes=1)),
+    )
+    with daemon.router() as router:
+        ids = [t.id for t in router.turns()]
+        assert len(ids) == 2
+        for _ in range(300):  # the daemon prunes a few seconds after it starts
+            if len(router.turns()) == 1:
+                break
+            threading.Event().wait(0.1)
+        kept = router.turns()
+        assert [t.at.date() for t in kept] == [(now - timedelta(minutes=1)).date()]
+        summary = router.usage("all")
+        assert summary.from_rollups
+        assert summary.total.turns == 2 and summary.total.input_tokens == 2_000_000
+        assert router.status().turns_stored == 2
+        # A new turn continues the ids: pruning never lets one be reused.
+        assert router.record_turn("openai_api", GPT, 1, wait=True) == max(ids) + 1
+    table = daemon.cli("usage", "--period", "all")
+    assert "daily rollups" in table.stdout

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from bhogad import config
-from bhogad.domain.pricing import BUILTIN, PRICES_AS_OF, Price, match, normalise, price_turn
+from bhogad.domain.pricing import BUILTIN, PRICES_AS_OF, Price, PriceBook, match, normalise, price_turn
 
 
 def test_a_turn_with_cache_tokens_costs_what_the_price_list_says() -> None:
@@ -86,3 +86,21 @@ def test_subscription_turns_carry_their_api_equivalent_value_and_say_so() -> Non
 def test_price_arithmetic() -> None:
     price = Price(input=1.0, output=2.0, cache_read=0.5, cache_write=3.0)
     assert price.cost(1_000_000, 1_000_000, 1_000_000, 1_000_000) == pytest.approx(6.5)
+
+
+@pytest.mark.parametrize(
+    "model", ["claude-opus-4-5", "anthropic/claude-sonnet-4.5", "gpt-5.4", "my-model", "nope"]
+)
+@pytest.mark.parametrize("subscription", [False, True])
+@pytest.mark.parametrize("reported", [None, 0.25])
+def test_the_daemons_price_book_answers_as_price_turn_does(
+    model: str, subscription: bool, reported: float | None
+) -> None:
+    overrides = {"my-model": Price(input=1.0, output=2.0)}
+    book = PriceBook(overrides)
+    for _ in range(2):  # the second time from its cache
+        assert book.price_turn(
+            model, 1000, 200, 30, 4, subscription=subscription, reported_usd=reported
+        ) == price_turn(
+            model, 1000, 200, 30, 4, overrides=overrides, subscription=subscription, reported_usd=reported
+        )

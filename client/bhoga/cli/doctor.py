@@ -8,7 +8,6 @@ The exit code is 1 when any check fails, so scripts and CI can gate on it.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import stat
@@ -21,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TextIO
 
-from bhoga import paths
+from bhoga import extras, paths
 from bhoga.client import Router
 from bhoga.errors import BhogaError, DaemonNotRunning
 from bhoga.protocol import PROTOCOL_VERSION, DaemonStatus, Hello, ProviderKind, ProviderQuota, SharedStatus
@@ -116,9 +115,14 @@ def check_socket(socket_path: Path) -> Check:
 def check_config(config_path: Path) -> Check:
     """Validated by bhogad itself, in the same Python, so the answer is the daemon's own."""
     name = "config"
-    if importlib.util.find_spec("bhogad") is None:
+    absent = extras.missing(extras.DAEMON_MODULES)
+    if absent:
+        # Not a config error: this Python cannot run bhogad to ask it (bhogad itself says the same).
         return Check(
-            name, WARN, "bhogad is not installed in this Python", "install it: pip install 'bhoga[daemon]'"
+            name,
+            WARN,
+            f"not checked: {extras.DAEMON_NOT_INSTALLED} (missing: {', '.join(absent)})",
+            "pip install 'bhoga[daemon]' (or check it with the Python that runs bhogad)",
         )
     try:
         done = subprocess.run(
@@ -240,6 +244,18 @@ def daemon_checks(router: Router, now: datetime) -> tuple[list[Check], DaemonSta
     try:
         hello = router.hello()
     except DaemonNotRunning:
+        absent = extras.missing(extras.DAEMON_MODULES)
+        if absent:
+            # Starting it cannot work from this install: say what is missing, not how to start it.
+            return [
+                Check(
+                    "daemon",
+                    FAIL,
+                    f"bhogad is not running at {router.socket_path}, and {extras.DAEMON_NOT_INSTALLED} "
+                    f"(missing: {', '.join(absent)})",
+                    "pip install 'bhoga[daemon]', then `bhoga service install` (or run `bhogad`)",
+                )
+            ], None
         manager = (
             f"launchctl kickstart gui/{os.getuid()}/{units.LABEL}"
             if sys.platform == "darwin"

@@ -10,15 +10,19 @@ import argparse
 from collections.abc import Callable
 from typing import TextIO
 
+from bhoga.cli.common import print_json
 from bhoga.client import Router
-from bhoga.protocol import Method
 
 
 def cmd_metrics(args: argparse.Namespace, router: Router, out: TextIO) -> int:
-    text: str = router.call(Method.METRICS, None, str)
-    out.write(text)
+    text = router.metrics()
+    if args.json:
+        # The exposition is already machine-readable; --json wraps it so every command's JSON parses.
+        print_json({"format": "prometheus-text-0.0.4", "text": text}, out)
+    else:
+        out.write(text)
     return 0
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
-    add("metrics", cmd_metrics, "the daemon's metrics in Prometheus text format")
+    add("metrics", cmd_metrics, "the daemon's metrics in Prometheus text format (--json: wrapped)")

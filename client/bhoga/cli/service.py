@@ -9,7 +9,6 @@ Everything done is printed; ``--dry-run`` prints it and changes nothing.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,9 +16,10 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from bhoga import paths
+from bhoga import extras, paths
+from bhoga.cli.common import print_json
 from bhoga.client import Router
 from bhoga.errors import BhogaError
 from bhoga.service import units
@@ -44,10 +44,10 @@ class Plan:
 
 def daemon_argv() -> list[str]:
     """The absolute command that runs the bhogad of this installation."""
-    if importlib.util.find_spec("bhogad") is None:
-        raise ServiceError(
-            "bhogad is not installed in this Python; install it with: pip install 'bhoga[daemon]'"
-        )
+    try:
+        extras.require_daemon()  # a unit pointing at a bhogad that cannot start helps nobody
+    except extras.NotInstalled as exc:
+        raise ServiceError(str(exc)) from None
     script = Path(sys.executable).parent / "bhogad"
     if os.access(script, os.X_OK):
         return [str(script)]
@@ -233,29 +233,48 @@ def cmd_uninstall(args: argparse.Namespace, router: Router, out: TextIO) -> int:
 
 
 def cmd_status(args: argparse.Namespace, router: Router, out: TextIO) -> int:
-    for path in installed_files(args.manager):
-        out.write(f"{path}: {'installed' if path.exists() else 'not installed'}\n")
+    report: dict[str, Any] = {
+        "manager": args.manager,
+        "files": {str(path): path.exists() for path in installed_files(args.manager)},
+        "units": {},
+    }
     if args.manager == "systemd" and shutil.which("systemctl"):
         for unit in (f"{units.UNIT}.socket", f"{units.UNIT}.service"):
-            state = [
+            enabled, active = (
                 subprocess.run(
                     ["systemctl", "--user", verb, unit], capture_output=True, text=True, check=False
                 ).stdout.strip()
                 or "unknown"
                 for verb in ("is-enabled", "is-active")
-            ]
-            out.write(f"{unit}: {state[0]}, {state[1]}\n")
+            )
+            report["units"][unit] = {"enabled": enabled, "active": active}
     elif args.manager == "launchd" and shutil.which("launchctl"):
         shown = subprocess.run(
             ["launchctl", "print", f"gui/{os.getuid()}/{units.LABEL}"], capture_output=True, text=True
         )
-        out.write(f"{units.LABEL}: {'loaded' if shown.returncode == 0 else 'not loaded'}\n")
+        report["units"][units.LABEL] = {"loaded": shown.returncode == 0}
     try:
         hello = router.hello()
+        where = str(router.socket_path)
+        report["daemon"] = {"version": hello.daemon_version, "pid": hello.pid, "socket": where}
     except (BhogaError, OSError) as exc:
-        out.write(f"daemon: not reachable at {router.socket_path} ({exc})\n")
+        report["daemon"] = None
+        report["daemon_error"] = f"not reachable at {router.socket_path} ({exc})"
+    if args.json:
+        print_json(report, out)
+        return 0 if report["daemon"] else 1
+    for path, exists in report["files"].items():
+        out.write(f"{path}: {'installed' if exists else 'not installed'}\n")
+    for unit, state in report["units"].items():
+        if "loaded" in state:
+            out.write(f"{unit}: {'loaded' if state['loaded'] else 'not loaded'}\n")
+        else:
+            out.write(f"{unit}: {state['enabled']}, {state['active']}\n")
+    if report["daemon"] is None:
+        out.write(f"daemon: {report['daemon_error']}\n")
         return 1
-    out.write(f"daemon: bhogad {hello.daemon_version}, pid {hello.pid}, on {router.socket_path}\n")
+    daemon = report["daemon"]
+    out.write(f"daemon: bhogad {daemon['version']}, pid {daemon['pid']}, on {daemon['socket']}\n")
     return 0
 
 
@@ -270,6 +289,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
         a = actions.add_parser(name, help=text, description=text)
         a.set_defaults(func=func)
         a.add_argument("--dry-run", action="store_true", help="print the files and commands; change nothing")
+        a.add_argument("--json", action="store_true", help="machine-readable output (status)")
         a.add_argument(
             "--manager",
             choices=["systemd", "launchd"],

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import TextIO
 
 import msgspec
 
+from bhoga.cli.common import when
 from bhoga.client import Router
 from bhoga.protocol import UsageGroup, UsageRow, UsageSummary
 
@@ -25,14 +25,6 @@ def _groups(text: str) -> list[str]:
     if unknown or not groups:
         raise argparse.ArgumentTypeError(f"--by takes {', '.join(_GROUPS)} (comma-separated), got {text!r}")
     return groups
-
-
-def _when(text: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    return at if at.tzinfo else at.astimezone()  # a bare time is the user's own local time
 
 
 def _tokens(n: int) -> str:
@@ -80,6 +72,8 @@ def render_usage(summary: UsageSummary) -> str:
         lines.append("  ".join(cells).rstrip())
     lines.append("cost $ is API prices; for subscriptions that is the API-equivalent value, not a charge.")
     lines.append("billed $ is what API keys were charged.")
+    if summary.from_rollups:
+        lines.append("whole days came from the ledger's daily rollups, which keep pruned turns' totals.")
     if summary.total.unpriced:
         lines.append(
             f"{summary.total.unpriced} turn(s) had no known price and are not in the cost; "
@@ -104,8 +98,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
         "--period",
         help="today, week, month (calendar, UTC), all, or rolling 24h / 7d (default: today)",
     )
-    p.add_argument("--since", type=_when, help="start (ISO 8601; local time if no offset)")
-    p.add_argument("--until", type=_when, help="end (ISO 8601; default: now)")
+    p.add_argument("--since", type=when, help="start (ISO 8601; local time if no offset)")
+    p.add_argument("--until", type=when, help="end (ISO 8601; default: now)")
     p.add_argument(
         "--by", type=_groups, default=["provider"], metavar="GROUPS", help=f"any of {', '.join(_GROUPS)}"
     )

@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import itertools
 import os
 import signal
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
 import msgspec
 
-from bhoga import codec
-from bhoga.cli.main import render_status
-from bhoga.client import Router, decode_result
+from bhoga import operations as ops
+from bhoga.aio import subscribe
+from bhoga.cli.common import Add
+from bhoga.cli.render import render_status
+from bhoga.client import Router
 from bhoga.errors import DaemonNotRunning
-from bhoga.protocol import MAX_REPLY_BYTES, QUOTA_CHANGED, Method, ProviderQuota, QuotaChanged
+from bhoga.protocol import Lagged, ProviderFilter, ProviderQuota, QuotaChanged
 
 _HOME_CLEAR = "\x1b[H"
 _CLEAR_LINE = "\x1b[K"
@@ -80,47 +79,34 @@ class Screen:
 
 async def _session(path: str, screen: Screen, interval: float) -> None:
     """One subscribed connection, until the daemon closes it."""
-    reader, writer = await asyncio.open_unix_connection(path, limit=MAX_REPLY_BYTES + 1)
-    ids = itertools.count(1)
-    try:
-        writer.write(codec.request_line(Method.SUBSCRIBE, msgspec.UNSET, next(ids)))
-        snapshot_id = next(ids)
-        writer.write(codec.request_line(Method.LIST_QUOTAS, {}, snapshot_id))
-        await writer.drain()
+    # The snapshot travels on the subscribed connection, so it is ordered exactly among the events.
+    listing: ops.Call[list[ProviderQuota]] = ops.Call(ops.LIST_QUOTAS, ProviderFilter())
+    async with subscribe(path) as events:
+        snapshot_id = await events.send(listing)
         quotas: dict[str, ProviderQuota] | None = None
         cause = "connected"
         while True:
             try:
-                line = await asyncio.wait_for(reader.readline(), interval)
+                message = await events.next(interval)
             except TimeoutError:
-                snapshot_id = next(ids)
+                snapshot_id = await events.send(listing)
                 cause = "refresh"
-                writer.write(codec.request_line(Method.LIST_QUOTAS, {}, snapshot_id))
-                await writer.drain()
                 continue
-            if not line:
+            if message is None:
                 return
-            reply = codec.decode_response(line)
-            if reply.method == QUOTA_CHANGED and reply.params is not msgspec.UNSET:
+            if isinstance(message, QuotaChanged):
                 if quotas is None:
                     continue  # older than the snapshot on its way
-                event = _event_decoder.decode(reply.params)
-                quotas[event.provider] = event.quota
-                screen.show(quotas, f"{event.cause} on {event.provider}")
-            elif reply.method == "events.lagged":
+                quotas[message.provider] = message.quota
+                screen.show(quotas, f"{message.cause} on {message.provider}")
+            elif isinstance(message, Lagged):
                 # We fell behind and missed events: start again from a fresh snapshot.
-                snapshot_id = next(ids)
+                snapshot_id = await events.send(listing)
                 cause = "resynchronised"
-                writer.write(codec.request_line(Method.LIST_QUOTAS, {}, snapshot_id))
-                await writer.drain()
-            elif reply.id == snapshot_id and reply.result is not msgspec.UNSET:
-                listed: list[ProviderQuota] = decode_result(reply.result, list[ProviderQuota])
+            elif message.id == snapshot_id:
+                listed: list[ProviderQuota] = message.result
                 quotas = {q.provider_id: q for q in listed}
                 screen.show(quotas, cause)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
 
 
 async def watch(path: str, screen: Screen, interval: float) -> None:
@@ -130,9 +116,9 @@ async def watch(path: str, screen: Screen, interval: float) -> None:
             await _session(path, screen, interval)
             connected_once = True
             screen.note("bhogad closed the connection; reconnecting")
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
+        except DaemonNotRunning:
             if not connected_once:
-                raise DaemonNotRunning(path, exc.strerror or "") from None
+                raise
             screen.note(f"waiting for bhogad at {path} ...")
             await asyncio.sleep(1.0)
         except (ConnectionResetError, BrokenPipeError):
@@ -166,8 +152,8 @@ def cmd_watch(args: argparse.Namespace, router: Router, out: TextIO) -> int:
     return 0
 
 
-def register(add: Callable[..., Any]) -> None:
-    p: argparse.ArgumentParser = add(
+def register(add: Add) -> None:
+    p = add(
         "watch", cmd_watch, "the status table, live: updated as turns and polls arrive (Ctrl-C quits)"
     )
     p.add_argument(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import msgspec
 
+from bhoga.extras import NotInstalled as NotInstalled, require_hermes
 from bhoga.hermes.edit import (
     EditOutcome as EditOutcome,
     edit_hermes_config as edit_hermes_config,
@@ -240,7 +241,11 @@ def write_hermes_config(
     write_auxiliary: bool | Iterable[str] = False,
     dry_run: bool = False,
 ) -> HermesApplyResult:
-    """Like ``apply_to_hermes``, but returns everything: reason, diff, backup, warnings."""
+    """Like ``apply_to_hermes``, but returns everything: reason, diff, backup, warnings.
+
+    :raises NotInstalled: (an ``ImportError``) naming the extra, when ruamel.yaml is not installed.
+    """
+    require_hermes()  # before asking the daemon anything: say what is missing, not a traceback later
     path = hermes_config_path(config_path)
     plan = plan_hermes(router, model, aux_tasks_for(write_auxiliary))
     if isinstance(plan, str):

@@ -124,7 +124,7 @@ class Standing(msgspec.Struct, kw_only=True):
     fresh: list[QuotaWindow]
 
 
-def _fmt(at: datetime | None) -> str:
+def fmt_time(at: datetime | None) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC") if at is not None else "an unknown time"
 
 
@@ -144,16 +144,16 @@ def standing(
     blocking: str | None = None
     status = ProviderStatus.UNKNOWN
     if cooldown_until is not None and cooldown_until > now:
-        blocking = f"cooling down until {_fmt(cooldown_until)} ({cooldown_reason})"
+        blocking = f"cooling down until {fmt_time(cooldown_until)} ({cooldown_reason})"
         status = ProviderStatus.THROTTLED
     if blocking is None:
         for w in limiting:
             if w.pct_used >= 100.0 and (w.resets_at is None or w.resets_at > now):
                 if w.kind is WindowKind.RATE:
-                    blocking = f"rate limit '{w.key}' empty until {_fmt(w.resets_at)}"
+                    blocking = f"rate limit '{w.key}' empty until {fmt_time(w.resets_at)}"
                     status = ProviderStatus.THROTTLED
                 else:
-                    blocking = f"'{w.key}' window exhausted until {_fmt(w.resets_at)}"
+                    blocking = f"'{w.key}' window exhausted until {fmt_time(w.resets_at)}"
                     status = ProviderStatus.EXHAUSTED
                 break
     fresh = [w for w in limiting if w.kind is WindowKind.QUOTA and not w.stale]

@@ -21,7 +21,6 @@ is re-read) and ``driver`` (which discovery module serves the provider; see ``bh
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,8 +35,9 @@ import structlog
 
 from bhoga.protocol import ProviderQuota
 from bhogad.config import ProviderConfig
+from bhogad.discovery.options import recheck_s
 from bhogad.discovery.providers import DRIVERS, driver_name
-from bhogad.discovery.providers.base import Context, Driver, Kind, Outcome, redact
+from bhogad.discovery.providers.base import Context, Driver, Kind, redact, scrub
 from bhogad.discovery.providers.http import RATE_LIMIT_FLOOR
 from bhogad.domain.keeper import QuotaKeeper
 from bhogad.domain.state import Availability, PollResult
@@ -78,20 +78,59 @@ def next_delay(kind: Kind, failures: int, interval_s: float, policy: Policy, ran
     return backoff
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """Where a provider's poller stands after a poll: what decides the next one."""
+
+    #: Consecutive failed polls (transient, protocol or rate limited).
+    failures: int = 0
+    #: A usage endpoint said 429: no poll, not even a requested one, before this.
+    blocked_until: datetime | None = None
+    #: Seconds from now until the next scheduled poll.
+    delay_s: float = 0.0
+
+
+def after_poll(
+    before: Schedule,
+    result: PollResult,
+    now: datetime,
+    interval_s: float,
+    policy: Policy,
+    rand: random.Random,
+) -> Schedule:
+    """The schedule after a poll that ended in ``result``. Pure: the clock and the dice come in.
+
+    Failures count up (a poll that sent nothing leaves the count alone) and a success resets them;
+    the 429 gate only ever grows while it lasts, and a success without a new 429 ends it.
+    """
+    if result.kind is Kind.OK:
+        failures = 0
+    elif result.kind is not Kind.LOCAL:
+        failures = before.failures + 1
+    else:
+        failures = before.failures
+    delay = next_delay(result.kind, failures, interval_s, policy, rand)
+    blocked_until = before.blocked_until
+    if result.not_before is not None:
+        if blocked_until is None or result.not_before > blocked_until:
+            blocked_until = result.not_before
+        delay = max(delay, (result.not_before - now).total_seconds())
+    elif result.kind is Kind.OK:
+        blocked_until = None
+    return Schedule(failures=failures, blocked_until=blocked_until, delay_s=delay)
+
+
 class ProviderPoller:
     def __init__(self, pid: str, name: str, driver: Driver, owner: Poller) -> None:
         self.pid = pid
         self.driver_name = name
         self.driver = driver
         self.owner = owner
-        #: Consecutive failed polls (transient, protocol or rate limited).
-        self.failures = 0
+        self.schedule = Schedule()
         #: When (``anyio.current_time()``) the next scheduled poll is due.
         self.due = 0.0
-        #: A usage endpoint said 429: no poll, not even a requested one, before this.
-        self.blocked_until: datetime | None = None
         self.inflight: anyio.Event | None = None
-        self.last: Outcome | None = None
+        self.last: PollResult | None = None
         self.polls = 0
         self.scope = anyio.CancelScope()
         self._wake = anyio.Event()
@@ -111,6 +150,16 @@ class ProviderPoller:
                     self._wake = anyio.Event()
                     continue
                 await self.trigger(respect_gate=False).wait()
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failed polls (transient, protocol or rate limited)."""
+        return self.schedule.failures
+
+    @property
+    def blocked_until(self) -> datetime | None:
+        """A usage endpoint said 429: no poll, not even a requested one, before this."""
+        return self.schedule.blocked_until
 
     def gated(self) -> bool:
         return self.blocked_until is not None and self.owner.daemon.clock() < self.blocked_until
@@ -162,7 +211,7 @@ class ProviderPoller:
                 return
         ctx = Context(pid=self.pid, cfg=pcfg, http=self.owner.http, env=self.owner.env, now=daemon.clock)
         budget = self.driver.budget_s(pcfg)
-        outcome: Outcome | None = None
+        outcome: PollResult | None = None
         with anyio.move_on_after(budget):
             try:
                 outcome = await self.driver.poll(ctx)
@@ -172,24 +221,27 @@ class ProviderPoller:
                     provider=self.pid,
                     error=redact(f"{type(exc).__name__}: {exc}", ctx.secrets),
                 )
-                outcome = Outcome(
-                    availability=self._known_availability(),
+                outcome = ctx.result(
+                    self._known_availability(),
                     error=f"internal error reading the quota ({type(exc).__name__}); see the daemon log",
                     kind=Kind.TRANSIENT,
                 )
         if outcome is None:
-            outcome = Outcome(
-                availability=self._known_availability(),
+            outcome = ctx.result(
+                self._known_availability(),
                 error=f"reading the quota timed out after {budget:g} s",
                 kind=Kind.TRANSIENT,
             )
+        # The one place every driver's answer passes: nothing it read may carry the credential it
+        # sent onward to the state, the store, the log or a client.
+        outcome = scrub(outcome, ctx.secrets)
         if outcome.error is not None:
             outcome.error = redact(outcome.error, ctx.secrets)
         self.polls += 1
         self._apply(outcome)
         self._schedule(outcome, pcfg)
 
-    def _apply(self, outcome: Outcome) -> None:
+    def _apply(self, outcome: PollResult) -> None:
         daemon = self.owner.daemon
         p = daemon.provider(self.pid)
         previous = self.last
@@ -211,37 +263,17 @@ class ProviderPoller:
             else:
                 log.warning("quota not read", provider=self.pid, error=outcome.error, kind=outcome.kind.value)
         log.debug("polled", provider=self.pid, windows=len(outcome.windows), kind=outcome.kind.value)
-        daemon.apply_poll(
-            self.pid,
-            PollResult(
-                at=daemon.clock(),
-                availability=outcome.availability,
-                windows=outcome.windows,
-                error=outcome.error,
-                account=outcome.account,
-            ),
-        )
+        daemon.apply_poll(self.pid, outcome)
 
-    def _schedule(self, outcome: Outcome, pcfg: ProviderConfig) -> None:
-        if outcome.kind is Kind.OK:
-            self.failures = 0
-        elif outcome.kind is not Kind.LOCAL:
-            self.failures += 1
+    def _schedule(self, outcome: PollResult, pcfg: ProviderConfig) -> None:
         policy = self.owner.policy
-        recheck = pcfg.options.get("recheck_s")
+        recheck = recheck_s(pcfg.options)
         if recheck is not None:
             # How soon a login is noticed is a per-provider choice (tests, or a slow Keychain).
-            with contextlib.suppress(ValueError):
-                policy = dataclasses.replace(policy, recheck_s=max(0.1, float(recheck)))
-        delay = next_delay(outcome.kind, self.failures, pcfg.poll_interval_s, policy, self.owner.rand)
-        if outcome.not_before is not None:
-            # The gate only ever grows while it lasts; a success without a new 429 ends it.
-            if self.blocked_until is None or outcome.not_before > self.blocked_until:
-                self.blocked_until = outcome.not_before
-            delay = max(delay, (outcome.not_before - self.owner.daemon.clock()).total_seconds())
-        elif outcome.kind is Kind.OK:
-            self.blocked_until = None
-        self.due = anyio.current_time() + delay
+            policy = dataclasses.replace(policy, recheck_s=recheck)
+        now = self.owner.daemon.clock()
+        self.schedule = after_poll(self.schedule, outcome, now, pcfg.poll_interval_s, policy, self.owner.rand)
+        self.due = anyio.current_time() + self.schedule.delay_s
 
 
 class Poller:

@@ -1,9 +1,9 @@
 """Monthly USD budgets: what has been spent this calendar month (UTC), and who is over.
 
 Pure: spend in, verdicts out. The daemon keeps one ``Spend`` in memory, adds each priced turn to it
-and, at start, rebuilds it from the ledger (``Store.month_spend``), so budgets survive restarts
-without a second copy of the numbers to keep in step. A new month starts from zero by itself: every
-reader compares the month the spend belongs to with the month it is now.
+and, at start, rebuilds it from the ledger's monthly rollups (``Store.month_spend``), so budgets
+survive restarts without a second copy of the numbers to keep in step. A new month starts from zero
+by itself: every reader compares the month the spend belongs to with the month it is now.
 
 Provider budgets count every turn's cost on that provider. For a subscription that cost is the
 API-equivalent value, so a budget there caps how much value is drawn from it; for an API key it is
@@ -30,7 +30,8 @@ class Spend(msgspec.Struct, kw_only=True):
 
 
 def month_of(at: datetime) -> str:
-    at = at.astimezone(UTC)
+    if at.tzinfo is not UTC:  # the daemon's times are UTC already; converting costs more than the rest
+        at = at.astimezone(UTC)
     return f"{at.year:04d}-{at.month:02d}"  # strftime costs more, and this runs on every turn
 
 

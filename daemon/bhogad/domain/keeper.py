@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 import msgspec
 import structlog
 
-from bhoga import codec
 from bhoga.protocol import (
-    QUOTA_CHANGED,
-    ErrorCode,
+    ClearCooldownParams,
+    CooldownCleared,
+    ListTurnsParams,
     ProviderKind,
     ProviderQuota,
     QuotaChanged,
@@ -29,6 +31,8 @@ from bhoga.protocol import (
     SharedStatus,
     StoredTurn,
     Turn,
+    UsageParams,
+    UsageSummary,
 )
 from bhoga.quota.headers import read_response
 from bhoga.quota.values import (
@@ -40,14 +44,16 @@ from bhoga.quota.values import (
 )
 from bhogad.config import Config
 from bhogad.discovery.providers import api_keys
-from bhogad.domain import affinity, budgets, pricing, routing
+from bhogad.domain import affinity, budgets, pricing, routing, usage
 from bhogad.domain.affinity import Affinity
+from bhogad.domain.errors import InvalidInput, OutOfRange, StorageFailed, UnknownProvider
 from bhogad.domain.state import (
     PollResult,
     ProviderState,
     apply_poll,
     apply_turn,
     bare_cooldown_s,
+    clear_cooldown,
     extend_cooldown,
     manual_windows,
     merge_windows,
@@ -58,20 +64,16 @@ from bhogad.domain.state import (
     start_trial,
 )
 from bhogad.observability.metrics import Metrics
-from bhogad.rpc.dispatch import RpcError
 from bhogad.storage.store import Store
 from bhogad.storage.writer import Ticket, Writer
+
+#: How long an idempotency key is remembered: far longer than any client's retry or a daemon restart.
+IDEMPOTENCY_WINDOW_S = 24 * 3600.0
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 log = structlog.get_logger("bhogad.domain.keeper")
 
 _PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-
-
-class InvalidInput(RpcError):
-    """Arguments that are well-formed JSON but wrong for the operation; ``kind`` is stable."""
-
-    def __init__(self, kind: str, message: str, **data: object) -> None:
-        super().__init__(ErrorCode.INVALID_PARAMS, message, kind, **data)
 
 
 def utcnow() -> datetime:
@@ -90,21 +92,40 @@ class SharedLink(Protocol):
     def status(self) -> SharedStatus: ...
 
 
-class Subscriber(Protocol):
-    """A connection that asked for ``quota.changed`` events. It must never block the daemon."""
+class EventSink(Protocol):
+    """Where ``quota.changed`` events go (the RPC layer encodes and fans them out).
 
-    def offer(self, line: bytes) -> None: ...
+    ``len()`` is how many are listening: with nobody, no event is even built.
+    """
+
+    def __len__(self) -> int: ...
+
+    def publish(self, event: QuotaChanged) -> None: ...
+
+
+class _Nobody:
+    def __len__(self) -> int:
+        return 0
+
+    def publish(self, event: QuotaChanged) -> None:
+        pass
 
 
 class QuotaKeeper:
-    def __init__(self, cfg: Config, store: Store, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        clock: Callable[[], datetime] = utcnow,
+        events: EventSink | None = None,
+    ) -> None:
         self.cfg = cfg
         self.store = store
         self.clock = clock
         self.providers: dict[str, ProviderState] = {}
         self.next_turn_id = 1
         self.writer = Writer(store, self.providers.get)
-        self.subscribers: set[Subscriber] = set()
+        self.events: EventSink = events if events is not None else _Nobody()
         self._signatures: dict[str, tuple[object, ...]] = {}
         #: Bumped on every change of state or config; cached rankings from older versions are void.
         self.version = 0
@@ -116,8 +137,13 @@ class QuotaKeeper:
         self.started_at = clock()
         self.turns_stored = 0
         self.metrics = Metrics()
+        #: Idempotency key -> (turn id, the ticket of the batch that stores it), within the window.
+        self._keys: dict[str, tuple[int, Ticket | None]] = {}
+        self._key_order: deque[tuple[float, str]] = deque()
+        self._prices = pricing.PriceBook(cfg.pricing)
         #: Other machines' spend this month, from shared state; ``None`` while this daemon is alone.
         self.peer_spend: budgets.Spend | None = None
+        self._fleet_spend_cache: tuple[int, budgets.Spend] | None = None
         self.observers: list[Observer] = []
         #: The link to other machines' daemons, when ``shared.url`` is configured.
         self.shared: SharedLink | None = None
@@ -134,7 +160,11 @@ class QuotaKeeper:
         self.providers.update(providers)
         self.next_turn_id = self.store.last_turn_id() + 1
         self.turns_stored = self.store.count_turns()
-        # Budgets survive restarts because the ledger is their only record.
+        # Budgets survive restarts because the ledger's rollups are their only record.
+        now = self.clock()
+        for key, turn_id, at in self.store.recent_keys(now.timestamp() - IDEMPOTENCY_WINDOW_S):
+            self._keys[key] = (turn_id, None)
+            self._key_order.append((at + IDEMPOTENCY_WINDOW_S, key))
         by_provider, by_agent = self.store.month_spend(budgets.month_start(now))
         self.spend = budgets.Spend(month=budgets.month_of(now), providers=by_provider, agents=by_agent)
         for pid in self.cfg.providers:
@@ -151,12 +181,7 @@ class QuotaKeeper:
             return p
         if pid in self.cfg.providers:
             return self.providers.setdefault(pid, new_provider(pid))
-        raise InvalidInput(
-            "unknown_provider",
-            f"unknown provider {pid!r}; known: {', '.join(sorted(self.cfg.providers))} "
-            "(add others under `providers:` in config.yaml)",
-            known=sorted(self.cfg.providers),
-        )
+        raise UnknownProvider(pid, sorted(self.cfg.providers))
 
     def detect_keys(self, environ: Mapping[str, str]) -> None:
         """API-key providers are available when the daemon can see a key (the poller re-checks)."""
@@ -189,7 +214,7 @@ class QuotaKeeper:
             )
         now = self.clock()
         budgeted = self.cfg.budgets
-        spend = self.spend if self.peer_spend is None else budgets.combined(self.spend, self.peer_spend, now)
+        spend = self._fleet_spend(now) if budgeted.providers or budgeted.agents else self.spend
         agent_over = budgets.agent_over(spend, budgeted, now, agent)
         holder, holder_until = self.affinity.holder(self.cfg, model, session, now)
         cache_key = (model, agent_over, session if holder and holder.explain else None, holder)
@@ -229,8 +254,27 @@ class QuotaKeeper:
         self.cfg = cfg
         self.version += 1
 
-    def record_turn(self, turn: Turn) -> tuple[int, Ticket]:
+    def record_turn(self, turn: Turn) -> tuple[int, Ticket | None]:
+        """Apply a turn and hand it to the writer: its id, and the ticket to wait on before
+        acknowledging (``None``: a repeat of a stored turn, nothing new to wait for)."""
+        key = turn.idempotency_key
+        if key is not None and not _IDEMPOTENCY_KEY.match(key):
+            raise InvalidInput(
+                "invalid_idempotency_key",
+                "idempotency_key must be 1–128 printable ASCII characters",
+                field="idempotency_key",
+            )
         now = self.clock()
+        if key is not None:
+            repeat = self._repeat(key, now.timestamp())
+            if repeat is not None:
+                return repeat
+        p = self.provider(turn.provider)
+        # "No agent" is one value everywhere (the rollups' keys, summaries, budgets).
+        if turn.agent == "":
+            turn.agent = None
+        if turn.session == "":
+            turn.session = None
         if turn.at is not None:
             # The ledger compares times as UTC text; a naive time is taken to be UTC.
             turn.at = turn.at.replace(tzinfo=UTC) if turn.at.tzinfo is None else turn.at.astimezone(UTC)
@@ -259,13 +303,14 @@ class QuotaKeeper:
         self.metrics.count_turn(turn.provider, turn.status_code)
         pcfg = self.cfg.providers.get(turn.provider)
         billed = (pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY
-        priced = pricing.price_turn(
+        if self._prices.overrides is not self.cfg.pricing:
+            self._prices = pricing.PriceBook(self.cfg.pricing)  # the config was reloaded
+        priced = self._prices.price_turn(
             turn.model,
             turn.input_tokens,
             turn.output_tokens,
             turn.cache_read_tokens,
             turn.cache_write_tokens,
-            overrides=self.cfg.pricing,
             subscription=not billed,
             reported_usd=turn.cost_usd,
         )
@@ -294,24 +339,71 @@ class QuotaKeeper:
         self.changed(turn.provider, "turn")
         for observer in self.observers:
             observer.turn_recorded(turn.provider)
-        return turn_id, self.writer.submit([row], (turn.provider,))
+        if key is None:
+            return turn_id, self.writer.submit([row], (turn.provider,))
+        ticket = self.writer.submit([row], (turn.provider,), {turn_id: (key, turn_id, now.timestamp())})
+        self._keys[key] = (turn_id, ticket)
+        self._key_order.append((now.timestamp() + IDEMPOTENCY_WINDOW_S, key))
+        return turn_id, ticket
+
+    def _repeat(self, key: str, now: float) -> tuple[int, Ticket | None] | None:
+        """The earlier turn sent with ``key``, if it is stored or on its way; ``None`` if it is new.
+
+        A turn whose storing failed is forgotten, so the client's retry stores it."""
+        order = self._key_order
+        while order and order[0][0] <= now:
+            _, old = order.popleft()
+            self._keys.pop(old, None)
+        seen = self._keys.get(key)
+        if seen is None:
+            return None
+        turn_id, ticket = seen
+        if ticket is not None and ticket.done.is_set():
+            if ticket.failure(turn_id) is not None:
+                del self._keys[key]
+                return None
+            self._keys[key] = (turn_id, None)  # stored: drop the batch's ticket
+            ticket = None
+        return seen[0], ticket
 
     def set_quota(self, params: SetQuotaParams) -> tuple[ProviderQuota, Ticket]:
         for name, value in (("pct_remaining", params.pct_remaining), ("weekly_pct", params.weekly_pct)):
             if value is not None and not 0.0 <= value <= 100.0:
-                raise InvalidInput("out_of_range", f"{name} must be 0–100, got {value}", field=name)
+                raise OutOfRange(name, f"{name} must be 0–100, got {value}")
         if params.resets_at is not None:
             if params.resets_at.tzinfo is None:
                 params.resets_at = params.resets_at.replace(tzinfo=UTC)
             problem = time_problem(params.resets_at, self.clock(), ahead=RESET_HORIZON)
             if problem is not None:
-                raise InvalidInput("out_of_range", f"resets_at {problem}", field="resets_at")
+                raise OutOfRange("resets_at", f"resets_at {problem}")
         p = self.provider(params.provider)
         pcfg = self.cfg.providers.get(params.provider)
         kind = pcfg.kind if pcfg else ProviderKind.API_KEY
         merge_windows(p, manual_windows(params, kind, self.clock()))
         self.changed(params.provider, "manual")
         return self.quota(params.provider, params.model), self.writer.submit(dirty=(params.provider,))
+
+    def clear_cooldown(
+        self, params: ClearCooldownParams, peer_pid: int | None = None
+    ) -> tuple[CooldownCleared, Ticket]:
+        """A person lifts a cooldown (``bhoga cooldown clear``); the log keeps who lifted what."""
+        model = params.model.strip()
+        if not model:
+            raise InvalidInput("invalid_model", "model must be a non-empty string (or '*')", field="model")
+        p = self.provider(params.provider)
+        lifted = clear_cooldown(p, model, self.clock())
+        log.info(
+            "cooldown cleared by hand" if lifted else "cooldown clear: nothing was running",
+            provider=params.provider,
+            model=model,
+            lifted=lifted,
+            peer_pid=peer_pid,
+        )
+        self.changed(params.provider, "cooldown_cleared")
+        cleared = CooldownCleared(
+            provider=params.provider, model=model, cleared=lifted, quota=self.quota(params.provider, model)
+        )
+        return cleared, self.writer.submit(dirty=(params.provider,))
 
     def apply_poll(self, pid: str, result: PollResult) -> Ticket:
         p = self.provider(pid)
@@ -322,6 +414,31 @@ class QuotaKeeper:
         self.metrics.count_poll(pid, p.last_poll_error is None)
         self.changed(pid, "poll")
         return self.writer.submit(dirty=(pid,))
+
+    # -- the ledger -----------------------------------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the ledger lives (for ``daemon.status``)."""
+        return self.store.path.parent
+
+    async def list_turns(self, params: ListTurnsParams) -> list[StoredTurn]:
+        """Stored turns after ``after_id``, oldest first, including every turn acknowledged so far."""
+        if not 1 <= params.limit <= 10_000:
+            raise OutOfRange("limit", "limit must be 1–10000")
+        # Wait for pending writes first, so a caller reads its own acknowledged turns.
+        await self.writer.settled()
+        return await self.writer.read(
+            lambda: self.store.list_turns(params.after_id, params.limit, params.session, params.agent)
+        )
+
+    async def usage(self, params: UsageParams) -> UsageSummary:
+        """Tokens and spend over the requested period, grouped as asked (``BadPeriod`` if empty)."""
+        since, until = usage.resolve_period(params, self.clock())
+        await self.writer.settled()  # a caller's own acknowledged turns are counted
+        return await self.writer.read(
+            lambda: self.store.read(lambda conn: usage.summarise(conn, since, until, params.group_by))
+        )
 
     def merge_shared(
         self,
@@ -346,6 +463,14 @@ class QuotaKeeper:
             self.changed(pid, "shared")
             self.writer.submit(dirty=(pid,))
 
+    def _fleet_spend(self, now: datetime) -> budgets.Spend:
+        """This month's spend on every machine; recomputed only when it changes (``version``)."""
+        if self.peer_spend is None:
+            return self.spend
+        if self._fleet_spend_cache is None or self._fleet_spend_cache[0] != self.version:
+            self._fleet_spend_cache = (self.version, budgets.combined(self.spend, self.peer_spend, now))
+        return self._fleet_spend_cache[1]
+
     def set_peer_spend(self, spend: budgets.Spend | None) -> None:
         if spend != self.peer_spend:
             self.peer_spend = spend
@@ -358,16 +483,29 @@ class QuotaKeeper:
         self.version += 1
         for observer in self.observers:
             observer.quota_changed(pid, cause)
-        if not self.subscribers:
+        if not len(self.events):
             return
         quota = self.quota(pid)
         sig = signature(quota)
         if self._signatures.get(pid) == sig:
             return
         self._signatures[pid] = sig
-        line = codec.notification_line(QUOTA_CHANGED, QuotaChanged(provider=pid, cause=cause, quota=quota))
-        for subscriber in self.subscribers:
-            subscriber.offer(line)
+        self.events.publish(QuotaChanged(provider=pid, cause=cause, quota=quota))
+
+
+async def durable(ticket: Ticket | None, turn_id: int | None = None) -> None:
+    """Wait until the change behind ``ticket`` (for a turn: that turn) is committed; a failure is
+    raised as what it is (``kind``: disk full, read-only, permission denied, a value out of range).
+    ``None`` is a repeat of something already stored: nothing to wait for."""
+    if ticket is None:
+        return
+    await ticket.wait()
+    failure = ticket.failure(turn_id)
+    if failure is None:
+        return
+    if failure.invalid:
+        raise InvalidInput(failure.kind, str(failure), storage=True)
+    raise StorageFailed(str(failure), kind=failure.kind, storage=True)
 
 
 def _chosen(ranking: Ranking) -> str | None:
@@ -393,25 +531,19 @@ def _check_turn(turn: Turn, now: datetime) -> None:
         raise InvalidInput("invalid_model", "model must be a non-empty string")
     for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
         if not 0 <= getattr(turn, name) <= MAX_TOKENS:
-            raise InvalidInput("out_of_range", f"{name} must be 0–{MAX_TOKENS:,}", field=name)
+            raise OutOfRange(name, f"{name} must be 0–{MAX_TOKENS:,}")
     if not 0 <= turn.status_code <= 999:
-        raise InvalidInput(
-            "out_of_range", "status_code must be an HTTP status (0 for no response)", field="status_code"
-        )
+        raise OutOfRange("status_code", "status_code must be an HTTP status (0 for no response)")
     if turn.cost_usd is not None and not 0.0 <= turn.cost_usd < 1e6:
-        raise InvalidInput(
-            "out_of_range", "cost_usd must be a non-negative number of US dollars", field="cost_usd"
-        )
+        raise OutOfRange("cost_usd", "cost_usd must be a non-negative number of US dollars")
     if turn.latency_ms is not None and not 0.0 <= turn.latency_ms <= _MAX_LATENCY_MS:
-        raise InvalidInput(
-            "out_of_range", "latency_ms must be 0 to one day in milliseconds", field="latency_ms"
-        )
+        raise OutOfRange("latency_ms", "latency_ms must be 0 to one day in milliseconds")
     if turn.at is not None:
         # A turn from the future would be the newest evidence of everything until then, and dates
         # near year 9999 overflow every later computation that adds a duration to them.
         problem = time_problem(turn.at, now, ahead=CLOCK_SKEW)
         if problem is not None:
-            raise InvalidInput("out_of_range", f"at {problem}", field="at")
+            raise OutOfRange("at", f"at {problem}")
 
 
 #: A call that took longer than a day did not happen as reported.

@@ -167,6 +167,20 @@ def match(model: str, table: Mapping[str, Price]) -> tuple[str, Price] | None:
     return _first(bare, _index(table)) if table else None
 
 
+def _lookup(model: str, overrides: Mapping[str, Price], subscription: bool) -> tuple[Price | None, str]:
+    """The price for ``model`` and the ``source`` label a priced turn carries."""
+    suffix = " (API-equivalent; subscription)" if subscription else ""
+    found = match(model, overrides)
+    origin = "config"
+    if found is None:
+        found = match(model, BUILTIN)
+        origin = f"built-in {PRICES_AS_OF}"
+    if found is None:
+        return None, "unpriced"
+    key, price = found
+    return price, f"{origin}: {key}{suffix}"
+
+
 def price_turn(
     model: str,
     input_tokens: int,
@@ -180,19 +194,61 @@ def price_turn(
 ) -> Priced:
     """The cost of one turn and where its price came from. Config overrides win over the built-ins;
     a cost the harness reports (OpenRouter returns one) wins over both."""
-    suffix = " (API-equivalent; subscription)" if subscription else ""
     if reported_usd is not None:
+        suffix = " (API-equivalent; subscription)" if subscription else ""
         return Priced(cost_usd=reported_usd, source="reported by the harness" + suffix)
-    found = match(model, overrides)
-    origin = "config"
-    if found is None:
-        found = match(model, BUILTIN)
-        origin = f"built-in {PRICES_AS_OF}"
-    if found is None:
-        return Priced(cost_usd=None, source="unpriced")
-    key, price = found
-    cost = price.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
-    return Priced(cost_usd=cost, source=f"{origin}: {key}{suffix}")
+    price, source = _lookup(model, overrides, subscription)
+    if price is None:
+        return Priced(cost_usd=None, source=source)
+    return Priced(
+        cost_usd=price.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens), source=source
+    )
+
+
+class PriceBook:
+    """``price_turn`` for the daemon's hot path: each model name is looked up once (normalising and
+    matching it costs more than the arithmetic). Make a new one when the config's prices change."""
+
+    _MAX: Final = 4096
+
+    def __init__(self, overrides: Mapping[str, Price]) -> None:
+        self.overrides = overrides
+        self._found: dict[tuple[str, bool], tuple[Price | None, str]] = {}
+
+    def price_turn(
+        self,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        *,
+        subscription: bool,
+        reported_usd: float | None = None,
+    ) -> Priced:
+        if reported_usd is not None:
+            return price_turn(
+                model,
+                0,
+                0,
+                0,
+                0,
+                overrides=self.overrides,
+                subscription=subscription,
+                reported_usd=reported_usd,
+            )
+        found = self._found.get((model, subscription))
+        if found is None:
+            if len(self._found) >= self._MAX:
+                self._found.clear()  # model names come from clients: keep the memory bounded
+            found = self._found[(model, subscription)] = _lookup(model, self.overrides, subscription)
+        price, source = found
+        if price is None:
+            return Priced(cost_usd=None, source=source)
+        return Priced(
+            cost_usd=price.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens),
+            source=source,
+        )
 
 
 def cache_loss(model: str, cached_tokens: int, *, overrides: Mapping[str, Price]) -> float | None:

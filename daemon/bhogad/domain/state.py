@@ -15,6 +15,7 @@ Two rules shape the model:
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime, timedelta
 
 import msgspec
@@ -28,6 +29,7 @@ from bhoga.protocol import (
     SetQuotaParams,
     Source,
     Turn,
+    WindowKind,
 )
 from bhoga.quota import model as quota_model
 from bhoga.quota.families import split_vendor
@@ -74,6 +76,7 @@ class ProviderState(msgspec.Struct, kw_only=True):
     windows: dict[str, QuotaWindow] = msgspec.field(default_factory=dict)
     cooldown_until: datetime | None = None
     cooldown_reason: str | None = None
+    cooldown_since: datetime | None = None
     consecutive_failures: int = 0
     last_error: str | None = None
     #: Set by a 401/403 turn: the credentials the harness uses were refused.
@@ -108,14 +111,36 @@ class ProviderState(msgspec.Struct, kw_only=True):
     trial_at: datetime | None = None
 
 
+class PollKind(enum.Enum):
+    """How a poll ended, which decides when the poller tries again."""
+
+    #: Numbers were read: poll again after the normal interval.
+    OK = "ok"
+    #: Nothing was sent (not signed in, token expired or refused before): re-read local state soon,
+    #: since that is cheap and a login must take effect quickly.
+    LOCAL = "local"
+    #: The provider answered 429: wait at least five minutes, longer when it says so.
+    RATE_LIMITED = "rate_limited"
+    #: Timeouts, refused connections, 5xx: back off exponentially.
+    TRANSIENT = "transient"
+    #: An answer we cannot use (not JSON, wrong shape, unexpected 4xx): back off exponentially.
+    PROTOCOL = "protocol"
+
+
 class PollResult(msgspec.Struct, kw_only=True):
-    """What one discovery run of one provider found."""
+    """What one discovery run of one provider found (a driver's answer, folded in by ``apply_poll``)."""
 
     at: datetime
     availability: Availability
     windows: list[QuotaWindow] = msgspec.field(default_factory=list)
     #: Why the poll failed, in words a person can act on ("token expired — run `claude`"); None if ok.
     error: str | None = None
+    #: For the poller's schedule only; the state ignores it.
+    kind: PollKind = PollKind.OK
+    #: The provider asked us not to come back before this (a 429 with or without ``retry-after``).
+    not_before: datetime | None = None
+    #: Whose quota this is (``chatgpt:<account id>``), from what the provider or its CLI says, never
+    #: from a secret: providers with one account share one quota, across machines too.
     account: str | None = None
 
 
@@ -198,12 +223,14 @@ def apply_poll(p: ProviderState, result: PollResult) -> None:
 
 
 def extend_cooldown(p: ProviderState, until: datetime, reason: str, now: datetime) -> bool:
-    """Cooldowns only ever grow, up to a month from now (:func:`bhoga.quota.model.grow_cooldown`)."""
+    """Cooldowns only ever grow, up to a month from now (:func:`bhoga.quota.model.grow_cooldown`);
+    ``now`` is when this one was set, shown in ``bhoga status``."""
     grown = quota_model.grow_cooldown(p.cooldown_until, until, now)
     if grown is None:
         return False
     p.cooldown_until = grown
     p.cooldown_reason = reason
+    p.cooldown_since = now
     return True
 
 
@@ -332,6 +359,35 @@ def repair(p: ProviderState, now: datetime) -> list[str]:
         notes.append(f"throttles {p.throttles} out of range; reset to 0")
         p.throttles = 0
     return notes
+
+
+def clear_cooldown(p: ProviderState, model: str, now: datetime) -> list[str]:
+    """A person's word that the provider may be tried again now; returns what was lifted, in words.
+
+    Lifts the 429 cooldown (it holds back every model, so ``model`` too) and every emptied rate-limit
+    bucket that applies to ``model``. For one model it also forgets that model's failure streak,
+    the other thing that holds one model back while the rest answer. Quota windows are not touched:
+    an exhausted week is a fact about the account (``set_quota`` is the way to overrule it).
+    """
+    lifted: list[str] = []
+    if p.cooldown_until is not None and p.cooldown_until > now:
+        lifted.append(f"cooldown until {quota_model.fmt_time(p.cooldown_until)} ({p.cooldown_reason})")
+    p.cooldown_until = p.cooldown_reason = p.cooldown_since = None
+    for key, w in list(p.windows.items()):
+        if (
+            w.kind is WindowKind.RATE
+            and w.pct_used >= 100.0
+            and (w.resets_at is None or w.resets_at > now)
+            and scope_applies(w.scope, model)
+        ):
+            del p.windows[key]  # the next response's headers report the bucket afresh
+            p.burn.pop(key, None)
+            lifted.append(f"rate limit '{key}' empty until {quota_model.fmt_time(w.resets_at)}")
+    if model != "*":
+        failures = p.model_failures.pop(model_key(model), None)
+        if failures is not None:
+            lifted.append(f"{failures.count} consecutive failures of {model_key(model)}")
+    return lifted
 
 
 def manual_windows(params: SetQuotaParams, kind: ProviderKind, now: datetime) -> list[QuotaWindow]:
@@ -584,6 +640,7 @@ def provider_quota(
         windows={w.key: w for w in view.windows},
         cooldown_until=p.cooldown_until if p.cooldown_until and p.cooldown_until > now else None,
         cooldown_reason=p.cooldown_reason if p.cooldown_until and p.cooldown_until > now else None,
+        cooldown_since=p.cooldown_since if p.cooldown_until and p.cooldown_until > now else None,
         health=view.health,
         model_health={
             m: h

@@ -17,7 +17,11 @@ import msgspec
 import structlog
 
 from bhoga import codec
-from bhoga.protocol import MAX_BATCH, ErrorCode, ErrorObject, IncomingRequest
+from bhoga.protocol import MAX_BATCH, MAX_JSON_DEPTH, ErrorCode, ErrorObject, IncomingRequest
+from bhogad.domain.errors import DomainError
+from bhogad.rpc.errors import RpcError, error_object
+
+__all__ = ["Call", "Dispatcher", "MethodSpec", "RpcError", "error"]
 
 log = structlog.get_logger("bhogad.rpc.dispatch")
 
@@ -35,19 +39,6 @@ class Call:
 
 #: A handler returns its result, or a coroutine for it when it must wait for something.
 Handler = Callable[[Any, Call], Any]
-
-
-class RpcError(Exception):
-    """Raised by handlers for an error reply with a stable ``data.kind``."""
-
-    def __init__(self, code: int, message: str, kind: str, **data: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.kind = kind
-        self.data = data
-
-    def to_object(self) -> ErrorObject:
-        return ErrorObject(code=self.code, message=str(self), data={"kind": self.kind, **self.data})
 
 
 class MethodSpec:
@@ -121,6 +112,18 @@ class Dispatcher:
         self.observe = observe
 
     def handle_line(self, line: bytes, ctx: Any) -> Outcome:
+        # Both checks cover the whole line once, including what the decoders below skip or keep raw.
+        if not codec.valid_utf8(line):
+            return error(
+                None, ErrorCode.PARSE_ERROR, "parse error: the line is not valid UTF-8", "invalid_utf8"
+            )
+        if codec.nesting_exceeds(line):
+            return error(
+                None,
+                ErrorCode.INVALID_REQUEST,
+                f"invalid request: arrays and objects nested deeper than {MAX_JSON_DEPTH}",
+                "too_deep",
+            )
         try:
             message = _envelope.decode(line)
         except msgspec.ValidationError as exc:
@@ -199,8 +202,8 @@ class Dispatcher:
             self.observe(method, time.perf_counter() - started, True)
         if isinstance(exc, msgspec.DecodeError):  # ValidationError included
             reply = error(request_id, ErrorCode.INVALID_PARAMS, f"invalid params: {exc}", "invalid_params")
-        elif isinstance(exc, RpcError):
-            reply = codec.error_line(request_id, exc.to_object())
+        elif isinstance(exc, RpcError | DomainError):
+            reply = codec.error_line(request_id, error_object(exc))
         else:
             # The client gets an opaque id to quote; the traceback goes to our log only.
             error_id = uuid.uuid4().hex[:12]

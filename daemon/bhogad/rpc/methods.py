@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import anyio
+from dataclasses import dataclass
+from pathlib import Path
 
 from bhoga.protocol import (
     PROTOCOL_VERSION,
+    ClearCooldownParams,
+    CooldownCleared,
     DaemonStatus,
     ErrorCode,
     Hello,
@@ -30,28 +31,44 @@ from bhoga.protocol import (
     UsageSummary,
 )
 from bhogad import __version__
-from bhogad.domain import usage
-from bhogad.domain.keeper import QuotaKeeper
+from bhogad.domain.keeper import QuotaKeeper, durable
 from bhogad.observability.metrics import render
+from bhogad.rpc.clients import Clients
 from bhogad.rpc.dispatch import Call, MethodSpec, RpcError
-from bhogad.storage.writer import Ticket
-
-
-async def _durable(ticket: Ticket) -> None:
-    await ticket.wait()
-    if ticket.error is not None:
-        raise RpcError(ErrorCode.APPLICATION, ticket.error, "storage_failed")
-
 
 Refresh = Callable[[str | None], Awaitable[list[ProviderQuota]]]
 
 
-def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> dict[str, MethodSpec]:
-    """``server`` supplies what only the transport knows: socket path, connection counts, subscribing.
+@dataclass(frozen=True)
+class Endpoint:
+    """Where this daemon serves and what it read, for ``daemon.status``."""
+
+    socket_path: Path
+    config_path: Path | None
+
+
+def metrics_text(daemon: QuotaKeeper, clients: Clients) -> str:
+    """The Prometheus exposition: ``daemon.metrics`` over RPC and ``GET /metrics`` over HTTP."""
+    return render(
+        daemon.metrics,
+        daemon.quotas(),
+        daemon.clock(),
+        version=__version__,
+        started_at=daemon.started_at,
+        connections=clients.connection_count,
+        subscribers=len(clients),
+    )
+
+
+def build(
+    daemon: QuotaKeeper, clients: Clients, endpoint: Endpoint, refresh: Refresh | None = None
+) -> dict[str, MethodSpec]:
+    """The method table over the state owner and the set of connected clients.
 
     ``refresh`` runs discovery now (the poller's single-flight refresh); without it, no quota.refresh.
     Handlers that need not wait return their result directly and are answered inline; the others are
-    coroutines. Errors are ``RpcError`` (``InvalidInput`` included), mapped to replies by the dispatcher.
+    coroutines. Handlers raise the domain's errors (``bhogad.domain.errors``), which the dispatcher
+    maps to codes in one place (``bhogad.rpc.errors``); ``RpcError`` only for protocol matters.
     """
 
     def hello(params: HelloParams, call: Call) -> Hello:
@@ -75,11 +92,11 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
             pid=os.getpid(),
             started_at=daemon.started_at,
             uptime_s=(now - daemon.started_at).total_seconds(),
-            socket=str(server.socket_path),
-            state_dir=str(daemon.store.path.parent),
-            config_path=str(server.config_path) if server.config_path else None,
-            connections=server.connection_count,
-            subscribers=len(daemon.subscribers),
+            socket=str(endpoint.socket_path),
+            state_dir=str(daemon.state_dir),
+            config_path=str(endpoint.config_path) if endpoint.config_path else None,
+            connections=clients.connection_count,
+            subscribers=len(clients),
             turns_stored=daemon.turns_stored,
             providers_available=sum(q.available for q in daemon.quotas()),
             strategy=daemon.cfg.routing.strategy,
@@ -98,47 +115,32 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
             return TurnAck(id=turn_id)
 
         async def stored() -> TurnAck:
-            await _durable(ticket)
+            await durable(ticket, turn_id)
             return TurnAck(id=turn_id)
 
         return stored()
 
     async def list_turns(params: ListTurnsParams, call: Call) -> list[StoredTurn]:
-        if not 1 <= params.limit <= 10_000:
-            raise RpcError(ErrorCode.INVALID_PARAMS, "limit must be 1–10000", "out_of_range", field="limit")
-        # Wait for pending writes first, so a caller reads its own acknowledged turns.
-        await _durable(daemon.writer.submit())
-        return await anyio.to_thread.run_sync(
-            daemon.store.list_turns,
-            params.after_id,
-            params.limit,
-            params.session,
-            params.agent,
-            limiter=daemon.writer.limiter,
-        )
+        return await daemon.list_turns(params)
 
     async def usage_summary(params: UsageParams, call: Call) -> UsageSummary:
-        try:
-            since, until = usage.resolve_period(params, daemon.clock())
-        except usage.BadPeriod as exc:
-            raise RpcError(ErrorCode.INVALID_PARAMS, str(exc), "bad_period", field="period") from None
-        await _durable(daemon.writer.submit())  # a caller's own acknowledged turns are counted
-        return await anyio.to_thread.run_sync(
-            daemon.store.read,
-            lambda conn: usage.summarise(conn, since, until, params.group_by),
-            limiter=daemon.writer.limiter,
-        )
+        return await daemon.usage(params)
 
     async def set_quota(params: SetQuotaParams, call: Call) -> ProviderQuota:
         quota, ticket = daemon.set_quota(params)
-        await _durable(ticket)
+        await durable(ticket)
         return quota
+
+    async def clear_cooldown(params: ClearCooldownParams, call: Call) -> CooldownCleared:
+        cleared, ticket = daemon.clear_cooldown(params, getattr(call.conn, "peer_pid", None))
+        await durable(ticket)
+        return cleared
 
     def list_quotas(params: ProviderFilter, call: Call) -> list[ProviderQuota]:
         return daemon.quotas(params.provider)
 
     def subscribe(_: None, call: Call) -> Subscribed:
-        server.subscribe(call.conn)
+        clients.subscribe(call.conn)
         return Subscribed(subscribed=True, events=["quota.changed"])
 
     async def refresh_quotas(params: ProviderFilter, call: Call) -> list[ProviderQuota]:
@@ -147,21 +149,13 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
             daemon.provider(params.provider)  # unknown ids get their error before any discovery runs
         return await refresh(params.provider)
 
-    def metrics_text(_: None, call: Call) -> str:
-        return render(
-            daemon.metrics,
-            daemon.quotas(),
-            daemon.clock(),
-            version=__version__,
-            started_at=daemon.started_at,
-            connections=server.connection_count,
-            subscribers=len(daemon.subscribers),
-        )
+    def metrics(_: None, call: Call) -> str:
+        return metrics_text(daemon, clients)
 
     table: dict[str, MethodSpec] = {
         Method.HELLO: MethodSpec(HelloParams, hello),
         Method.STATUS: MethodSpec(None, status),
-        Method.METRICS: MethodSpec(None, metrics_text),
+        Method.METRICS: MethodSpec(None, metrics),
         Method.BEST_FOR: MethodSpec(ModelParams, best_for),
         Method.RANK: MethodSpec(ModelParams, rank),
         Method.RECORD_TURN: MethodSpec(Turn, record_turn),
@@ -170,6 +164,7 @@ def build(daemon: QuotaKeeper, server: Any, refresh: Refresh | None = None) -> d
         Method.SET_QUOTA: MethodSpec(SetQuotaParams, set_quota),
         Method.LIST_QUOTAS: MethodSpec(ProviderFilter, list_quotas),
         Method.SUBSCRIBE: MethodSpec(None, subscribe),
+        Method.CLEAR_COOLDOWN: MethodSpec(ClearCooldownParams, clear_cooldown),
     }
     if refresh is not None:
         table[Method.REFRESH] = MethodSpec(ProviderFilter, refresh_quotas)

@@ -6,8 +6,11 @@ method that must wait (for the store, for a poll) hands its reply to a task, and
 later lines until it is done, so replies always come back in request order.
 
 A slow or hostile client can only hurt itself: lines have a size cap, a started line must finish in
-``line_timeout_s``, an idle connection is closed after ``idle_timeout_s``, a peer that stops reading
-is dropped after ``send_timeout_s``, and the number of connections is capped.
+``line_timeout_s`` counted from its first byte (trickling more bytes never extends it), an idle
+connection is closed after ``idle_timeout_s``, a peer that stops reading is dropped after
+``send_timeout_s``, and the number of connections is capped. At the cap a newcomer is not turned away
+while some connection is merely waiting: the one that has been quiet longest (idle, or dripping one
+unfinished line) is closed to make room, so a client that means business is always served.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from typing import Any
 import structlog
 
 from bhoga.codec import LineReader, LineTooLong, notification_line
-from bhoga.protocol import ErrorCode
+from bhoga.protocol import ErrorCode, Event, Lagged
 from bhogad.config import ServerConfig
-from bhogad.domain.keeper import QuotaKeeper
+from bhogad.rpc.clients import Clients
 from bhogad.rpc.dispatch import Dispatcher, error
 from bhogad.rpc.peercred import peer_ids
 
@@ -78,6 +81,10 @@ class Connection(asyncio.Protocol):
         self.subscribed = False
         self.lagged = False
         self._deadline = 0.0
+        #: When the unfinished line (if any) must be complete; fixed when its first byte arrives.
+        self._line_deadline = 0.0
+        #: When this connection last finished a line (or connected): who is evicted first at the cap.
+        self.last_active = self.loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self._write_stall: asyncio.TimerHandle | None = None
         self._tail_error: bytes | None = None  # said after the queued replies, then we close
@@ -98,8 +105,8 @@ class Connection(asyncio.Protocol):
             refusal = error(None, ErrorCode.NOT_AUTHORISED, "not authorised: wrong user", "not_authorised")
         elif server.stopping:
             refusal = error(None, ErrorCode.SHUTTING_DOWN, "bhogad is shutting down", "shutting_down")
-        elif len(server.connections) >= server.limits.max_connections:
-            log.warning("connection refused: at the cap", cap=server.limits.max_connections)
+        elif len(server.connections) >= server.limits.max_connections and not server.make_room():
+            log.warning("connection refused: at the cap, all busy", cap=server.limits.max_connections)
             refusal = error(
                 None, ErrorCode.OVERLOADED, "too many connections; try again shortly", "overloaded"
             )
@@ -108,9 +115,10 @@ class Connection(asyncio.Protocol):
             transport.close()
             return
         server.connections.add(self)
-        self._arm(server.limits.idle_timeout_s)
+        self._arm(self.loop.time() + server.limits.idle_timeout_s)
 
     def data_received(self, data: bytes) -> None:
+        was_partial = self.reader.partial
         try:
             lines = self.reader.feed(data)
         except LineTooLong:
@@ -125,7 +133,16 @@ class Connection(asyncio.Protocol):
             )
             return
         limits = self.server.limits
-        self._arm(limits.line_timeout_s if self.reader.partial else limits.idle_timeout_s)
+        now = self.loop.time()
+        if lines:
+            self.last_active = now
+        if not self.reader.partial:
+            self._arm(now + limits.idle_timeout_s)
+        else:
+            if lines or not was_partial:
+                # A new line began in this chunk: its deadline runs from now, whatever comes later.
+                self._line_deadline = now + limits.line_timeout_s
+            self._arm(self._line_deadline)
         if lines:
             self.queued.extend(lines)
             if len(self.queued) > MAX_QUEUED_LINES and self.transport is not None:
@@ -145,7 +162,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         if self.subscribed:
-            self.server.daemon.subscribers.discard(self)
+            self.server.clients.unsubscribe(self)
         for handle in (self._timer, self._write_stall):
             if handle is not None:
                 handle.cancel()
@@ -221,6 +238,37 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def evictable(self) -> bool:
+        """Nothing of ours is in flight: closing it loses no answer (an unfinished line is told)."""
+        return (
+            not self.busy
+            and not self.queued
+            and self.transport is not None
+            and not self.transport.is_closing()
+        )
+
+    def evict(self) -> None:
+        """Close to make room for a new connection. A client between requests just reconnects on its
+        next call (as after the idle timeout); one part-way through a line is told why."""
+        log.warning(
+            "closed a waiting connection to make room at the cap",
+            peer_pid=self.peer_pid,
+            partial_line=self.reader.partial,
+            quiet_s=round(self.loop.time() - self.last_active, 3),
+        )
+        self.server.connections.discard(self)
+        if self.reader.partial:
+            self._finish_with(
+                error(
+                    None,
+                    ErrorCode.INVALID_REQUEST,
+                    "closed to make room for another client: this line was not completed",
+                    "evicted",
+                )
+            )
+        elif self.transport is not None:
+            self.transport.close()
+
     def stop_reading(self) -> None:
         """Shutdown: take no new lines, answer the ones already read, then close."""
         if self.transport is not None and not self.transport.is_closing():
@@ -229,8 +277,9 @@ class Connection(asyncio.Protocol):
 
     # -- timeouts: one timer per connection, re-armed lazily --------------------------------------
 
-    def _arm(self, timeout: float) -> None:
-        self._deadline = self.loop.time() + timeout
+    def _arm(self, deadline: float) -> None:
+        """Expire at ``deadline`` (loop time); a later one just moves the mark the timer checks."""
+        self._deadline = deadline
         if self._timer is None or self._timer.when() > self._deadline:
             if self._timer is not None:
                 self._timer.cancel()
@@ -264,25 +313,17 @@ class Connection(asyncio.Protocol):
         if self.lagged:
             # Events were dropped for this slow reader; tell it to re-read the full state.
             self.lagged = False
-            transport.write(notification_line("events.lagged", {"hint": "call quota.list"}))
+            transport.write(notification_line(Event.LAGGED, Lagged(hint="call quota.list")))
         transport.write(line)
 
 
 class Server:
-    def __init__(
-        self,
-        daemon: QuotaKeeper,
-        dispatcher: Dispatcher,
-        limits: ServerConfig,
-        socket_path: Path,
-        config_path: Path | None,
-    ) -> None:
-        self.daemon = daemon
+    def __init__(self, clients: Clients, dispatcher: Dispatcher, limits: ServerConfig) -> None:
+        self.clients = clients
         self.dispatcher = dispatcher
         self.limits = limits
-        self.socket_path = socket_path
-        self.config_path = config_path
-        self.connections: set[Connection] = set()
+        #: The same set as ``clients.connections``: the method table counts what the server holds.
+        self.connections: set[Connection] = clients.connections
         self.stopping = False
         self.uid = os.getuid()
         self._listener: asyncio.Server | None = None
@@ -304,10 +345,17 @@ class Server:
         self._tasks.add(task)  # keep a reference: the loop holds tasks only weakly
         task.add_done_callback(self._tasks.discard)
 
-    def subscribe(self, conn: Any) -> None:
-        assert isinstance(conn, Connection)
-        conn.subscribed = True
-        self.daemon.subscribers.add(conn)
+    def make_room(self) -> bool:
+        """Close the connection that has been quiet longest, so a new one fits under the cap.
+
+        Subscribers go last (they wait by design); connections with a request in flight never go.
+        Returns False when every connection is busy.
+        """
+        candidates = [c for c in self.connections if c.evictable()]
+        if not candidates:
+            return False
+        min(candidates, key=lambda c: (c.subscribed, c.last_active)).evict()
+        return True
 
     # -- stopping --------------------------------------------------------------------------------
 

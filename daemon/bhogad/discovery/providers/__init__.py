@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Final
 
 from bhogad.config import ProviderConfig
+from bhogad.discovery.options import DEFAULT_DRIVER as DEFAULT_DRIVER, DriverName, driver_for
 from bhogad.discovery.providers.api_keys import ApiKeyDriver
 from bhogad.discovery.providers.base import Driver
 from bhogad.discovery.providers.claude_code import ClaudeCodeDriver
@@ -19,27 +20,16 @@ from bhogad.discovery.providers.copilot import CopilotDriver
 from bhogad.discovery.providers.openrouter import OpenRouterDriver
 
 DRIVERS: Final[dict[str, Callable[[], Driver]]] = {
-    "claude_code": ClaudeCodeDriver,
-    "codex": CodexDriver,
-    "copilot": CopilotDriver,
-    "openrouter": OpenRouterDriver,
-    "api_key": ApiKeyDriver,
-}
-
-DEFAULT_DRIVER: Final = {
-    "claude_code": "claude_code",
-    "openai-codex": "codex",
-    "github-copilot": "copilot",
-    "openrouter": "openrouter",
-    "anthropic_api": "api_key",
-    "openai_api": "api_key",
+    DriverName.CLAUDE_CODE: ClaudeCodeDriver,
+    DriverName.CODEX: CodexDriver,
+    DriverName.COPILOT: CopilotDriver,
+    DriverName.OPENROUTER: OpenRouterDriver,
+    DriverName.API_KEY: ApiKeyDriver,
 }
 
 
 def driver_name(pid: str, cfg: ProviderConfig) -> str | None:
     """The name of the driver for a provider, or ``None`` when bhoga has no way to discover its
-    quota. The name may be unknown (a typo in config); callers look it up in their driver table."""
-    name = cfg.options.get("driver") or DEFAULT_DRIVER.get(pid)
-    if name is None and cfg.key_env and cfg.kind == "api_key":
-        return "api_key"
-    return name
+    quota. The config checked ``options.driver`` when it loaded, so a name is always a known one."""
+    name = driver_for(pid, cfg.options, cfg.kind.value, cfg.key_env)
+    return None if name is None else name.value

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bhogad.config import ProviderConfig
-from bhogad.discovery.providers.base import Context, Outcome
-from bhogad.domain.state import Availability
+from bhogad.discovery.providers.base import Context
+from bhogad.domain.state import Availability, PollResult
 
 
 def detect(cfg: ProviderConfig, environ: Mapping[str, str]) -> Availability:
@@ -28,5 +28,5 @@ class ApiKeyDriver:
     def budget_s(self, cfg: ProviderConfig) -> float:
         return 1.0
 
-    async def poll(self, ctx: Context) -> Outcome:
-        return Outcome(availability=detect(ctx.cfg, ctx.env))
+    async def poll(self, ctx: Context) -> PollResult:
+        return ctx.result(detect(ctx.cfg, ctx.env))

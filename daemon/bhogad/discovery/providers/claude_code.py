@@ -26,22 +26,20 @@ import anyio
 import msgspec
 
 from bhogad.config import ProviderConfig
+from bhogad.discovery.options import ClaudeCodeOptions, Keychain, expand
 from bhogad.discovery.providers import proc
 from bhogad.discovery.providers.base import (
     Context,
     CredentialProblem,
     Kind,
-    Outcome,
     PollFailure,
-    ShapeError,
-    fingerprint,
-    redact,
+    Refusal,
+    Refusals,
     tilde,
-    unavailable,
 )
 from bhogad.discovery.providers.claude_parse import ClaudeCredentials, parse_credentials, parse_usage
-from bhogad.discovery.providers.http import get_json
-from bhogad.domain.state import Availability
+from bhogad.discovery.providers.http import fetch_usage
+from bhogad.domain.state import Availability, PollResult
 
 USAGE_PATH: Final = "/api/oauth/usage"
 BETA: Final = "oauth-2025-04-20"
@@ -52,10 +50,24 @@ KEYCHAIN_SERVICE: Final = "Claude Code-credentials"
 KEYCHAIN_REREAD: Final = timedelta(minutes=5)
 
 EXPIRED: Final = "Claude Code token expired — run `claude` to refresh it"
+WHAT: Final = "the Claude usage endpoint"
+
+
+def refused(status: int) -> Refusal | None:
+    if status == 401:
+        # Retrying a refused token only earns 429s; wait until Claude Code stores a new one.
+        return Refusal(message="Claude Code token was refused (HTTP 401) — run `claude` to sign in again")
+    if status == 403:
+        return Refusal(
+            message=f"{WHAT} refused this token (HTTP 403) — run `claude` and sign in with /login",
+            remember=False,
+            kind=Kind.PROTOCOL,
+        )
+    return None
 
 
 def config_dir(ctx: Context) -> Path:
-    configured = ctx.path_option("config_dir")
+    configured = expand(ctx.options(ClaudeCodeOptions).config_dir)
     if configured is not None:
         return configured
     env_dir = ctx.env_value("CLAUDE_CONFIG_DIR")
@@ -63,7 +75,7 @@ def config_dir(ctx: Context) -> Path:
 
 
 def credentials_path(ctx: Context) -> Path:
-    configured = ctx.path_option("credentials_path")
+    configured = expand(ctx.options(ClaudeCodeOptions).credentials_path)
     if configured is not None:
         return configured
     # CodexBar: CLAUDE_SECURESTORAGE_CONFIG_DIR moves this one file and nothing else.
@@ -85,7 +97,7 @@ def account_of(ctx: Context) -> str | None:
     """
     # With a config directory of its own (a second login), the file lives inside it; the default
     # login keeps it in the home directory, beside ~/.claude rather than in it.
-    configured = ctx.path_option("config_dir") or (
+    configured = expand(ctx.options(ClaudeCodeOptions).config_dir) or (
         Path(env_dir).expanduser() if (env_dir := ctx.env_value("CLAUDE_CONFIG_DIR")) else None
     )
     path = configured / ".claude.json" if configured is not None else ctx.home / ".claude.json"
@@ -123,7 +135,7 @@ class ClaudeCodeDriver:
     def __init__(self) -> None:
         self._user_agent: str | None = None
         #: A token the endpoint refused: not sent again until the stored token changes.
-        self._refused: tuple[str, str] | None = None
+        self._refusals = Refusals()
         self._keychain: ClaudeCredentials | None = None
         self._keychain_read_at: datetime | None = None
 
@@ -134,8 +146,8 @@ class ClaudeCodeDriver:
     # -- credentials -----------------------------------------------------------------------------
 
     def _use_keychain(self, ctx: Context) -> bool:
-        mode = ctx.option("keychain", "auto")
-        return mode == "always" or (mode == "auto" and sys.platform == "darwin")
+        mode = ctx.options(ClaudeCodeOptions).keychain
+        return mode is Keychain.ALWAYS or (mode is Keychain.AUTO and sys.platform == "darwin")
 
     async def _read_keychain(self, ctx: Context) -> ClaudeCredentials | None:
         now = ctx.now()
@@ -145,7 +157,7 @@ class ClaudeCodeDriver:
         if self._keychain_read_at is not None and now - self._keychain_read_at < KEYCHAIN_REREAD:
             return cached
         self._keychain_read_at = now
-        security = ctx.which(ctx.option("security_cli", "security"))
+        security = ctx.which(ctx.options(ClaudeCodeOptions).security_cli)
         if security is None:
             return None
         service = keychain_service(
@@ -186,7 +198,7 @@ class ClaudeCodeDriver:
         return None
 
     async def _agent(self, ctx: Context) -> str:
-        configured = ctx.option("user_agent")
+        configured = ctx.options(ClaudeCodeOptions).user_agent
         if configured:
             return configured
         if self._user_agent is None:
@@ -205,28 +217,28 @@ class ClaudeCodeDriver:
 
     # -- poll ------------------------------------------------------------------------------------
 
-    async def poll(self, ctx: Context) -> Outcome:
+    async def poll(self, ctx: Context) -> PollResult:
         try:
             login = await self._login(ctx)
         except CredentialProblem as exc:
             if exc.signed_out:
-                return unavailable(str(exc))
+                return ctx.unavailable(str(exc))
             # The file is there, so Claude Code is set up here; what it holds cannot be read now.
             avail = Availability(available=True, reason="Claude Code is set up, but its login is unusable")
-            return Outcome(availability=avail, error=str(exc), kind=Kind.LOCAL)
+            return ctx.result(avail, error=str(exc), kind=Kind.LOCAL)
         if login is None:
             inference_only = next((n for n in ctx.cfg.key_env if ctx.env_value(n)), None)
             if inference_only is not None:
                 # setup-token tokens carry user:inference only: usable by a harness, not for usage.
-                return Outcome(
-                    availability=Availability(
+                return ctx.result(
+                    Availability(
                         available=True,
                         reason=f"${inference_only} is set (an inference-only token: quota comes from "
                         "turn headers, the usage endpoint cannot be read with it)",
                     ),
                     kind=Kind.LOCAL,
                 )
-            return unavailable(
+            return ctx.unavailable(
                 f"not signed in to Claude Code (no {tilde(credentials_path(ctx), ctx.home)}); run `claude`"
             )
 
@@ -236,68 +248,40 @@ class ClaudeCodeDriver:
         avail = Availability(
             available=True, reason=f"signed in to Claude Code ({plan}token from {login.origin})"
         )
-        now = ctx.now()
-        if creds.expired(now):
-            return Outcome(availability=avail, error=EXPIRED, kind=Kind.LOCAL)
+        if creds.expired(ctx.now()):
+            return ctx.result(avail, error=EXPIRED, kind=Kind.LOCAL)
         if not creds.can_read_usage():
-            return Outcome(
-                availability=avail,
+            return ctx.result(
+                avail,
                 error="Claude Code token cannot read usage (no user:profile scope, as with "
                 "`claude setup-token` tokens) — run `claude` and sign in with /login",
                 kind=Kind.LOCAL,
             )
-        token_id = fingerprint(creds.access_token)
-        if self._refused is not None and self._refused[0] == token_id:
-            return Outcome(availability=avail, error=self._refused[1], kind=Kind.LOCAL)
-
         url = (ctx.cfg.base_url or "https://api.anthropic.com").rstrip("/") + USAGE_PATH
-        headers = {
-            "Authorization": f"Bearer {creds.access_token}",
-            "anthropic-beta": BETA,
-            "Accept": "application/json",
-            "User-Agent": await self._agent(ctx),
-        }
         try:
-            body = await get_json(
-                ctx.http,
+            headers = {
+                "Authorization": f"Bearer {creds.access_token}",
+                "anthropic-beta": BETA,
+                "Accept": "application/json",
+                "User-Agent": await self._agent(ctx),
+            }
+            usage = await fetch_usage(
+                ctx,
                 url,
+                token=creds.access_token,
                 headers=headers,
-                within_s=ctx.cfg.poll_timeout_s,
-                what="the Claude usage endpoint",
-                now=now,
-                secrets=ctx.secrets,
+                what=WHAT,
+                parse=parse_usage,
+                refusals=self._refusals,
+                refused=refused,
             )
-            usage = parse_usage(body, now)
         except PollFailure as exc:
-            return self._failed(exc, avail, token_id)
-        except ShapeError as exc:
-            return Outcome(
-                availability=avail,
-                error=f"the Claude usage endpoint answered in an unexpected shape ({exc})",
-                kind=Kind.PROTOCOL,
-            )
-        self._refused = None
+            return ctx.failed(avail, exc)
         if not usage.windows:
-            return Outcome(
-                availability=avail,
-                error="the Claude usage endpoint reported no usage windows for this account",
-                kind=Kind.PROTOCOL,
+            return ctx.result(
+                avail, error=f"{WHAT} reported no usage windows for this account", kind=Kind.PROTOCOL
             )
         if usage.currency and usage.currency != "USD":
             avail.reason += f"; amounts in {usage.currency}"
         account = await anyio.to_thread.run_sync(account_of, ctx)
-        return Outcome(availability=avail, windows=usage.windows, account=account)
-
-    def _failed(self, exc: PollFailure, avail: Availability, token_id: str) -> Outcome:
-        message = str(exc)
-        if exc.status == 401:
-            message = "Claude Code token was refused (HTTP 401) — run `claude` to sign in again"
-            # Retrying a refused token only earns 429s; wait until Claude Code stores a new one.
-            self._refused = (token_id, message)
-            return Outcome(availability=avail, error=message, kind=Kind.LOCAL)
-        if exc.status == 403:
-            message = (
-                "the Claude usage endpoint refused this token (HTTP 403) — run `claude` and sign in "
-                "with /login"
-            )
-        return Outcome(availability=avail, error=redact(message), kind=exc.kind, not_before=exc.not_before)
+        return ctx.result(avail, usage.windows, account=account)

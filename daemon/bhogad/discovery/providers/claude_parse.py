@@ -6,7 +6,6 @@ multiplied it by 100 and declared every real account exhausted. Null windows are
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -25,7 +24,7 @@ from bhoga.quota.values import (
     text,
     unix_time,
 )
-from bhogad.discovery.providers.base import CredentialProblem, ShapeError
+from bhogad.discovery.providers.base import CredentialProblem, ShapeError, login_document
 
 #: The scope the usage endpoint needs; ``claude setup-token`` tokens carry only ``user:inference``.
 USAGE_SCOPE: Final = "user:profile"
@@ -49,14 +48,7 @@ class ClaudeCredentials(msgspec.Struct, kw_only=True):
 
 def parse_credentials(raw: bytes | str, where: str) -> ClaudeCredentials:
     """The Claude login in a ``.credentials.json`` / Keychain payload; ``where`` names it in errors."""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise CredentialProblem(f"{where} is not valid JSON; run `claude` to sign in again") from None
-    if not isinstance(data, Mapping):
-        raise CredentialProblem(
-            f"{where} does not hold a Claude login; run `claude` to sign in", signed_out=True
-        )
+    data = login_document(raw, where, login="a Claude login", command="`claude`")
     oauth = mapping(data.get("claudeAiOauth"))
     if oauth is None:
         if "mcpOAuth" in data:

@@ -28,16 +28,16 @@ import anyio
 
 from bhogad import __version__
 from bhogad.config import DEFAULT_PROVIDERS, ProviderConfig
+from bhogad.discovery.options import CodexOptions, Toggle, expand, typed
 from bhogad.discovery.providers.base import (
     Context,
     CredentialProblem,
     Kind,
-    Outcome,
     PollFailure,
+    Refusal,
+    Refusals,
     ShapeError,
-    fingerprint,
     tilde,
-    unavailable,
 )
 from bhogad.discovery.providers.codex_appserver import read_rate_limits
 from bhogad.discovery.providers.codex_auth import (
@@ -49,17 +49,21 @@ from bhogad.discovery.providers.codex_auth import (
     usage_url,
 )
 from bhogad.discovery.providers.codex_parse import CodexReading, parse_app_server, parse_usage
-from bhogad.discovery.providers.codex_rollout import DEFAULT_FILES, read_rollouts
-from bhogad.discovery.providers.http import get_json
-from bhogad.domain.state import Availability
+from bhogad.discovery.providers.codex_rollout import read_rollouts
+from bhogad.discovery.providers.http import fetch_usage
+from bhogad.domain.state import Availability, PollResult
 
 EXPIRED: Final = "Codex token expired — run `codex` to refresh it"
 REFUSED: Final = "Codex token was refused (HTTP {status}) — run `codex login` to sign in again"
 _DEFAULT_BASE: Final = str(DEFAULT_PROVIDERS["openai-codex"].get("base_url") or DEFAULT_USAGE_BASE)
 
 
+def refused(status: int) -> Refusal | None:
+    return Refusal(message=REFUSED.format(status=status)) if status in (401, 403) else None
+
+
 def codex_home(ctx: Context) -> Path:
-    configured = ctx.path_option("codex_home")
+    configured = expand(ctx.options(CodexOptions).codex_home)
     if configured is not None:
         return configured
     env_home = ctx.env_value("CODEX_HOME")
@@ -97,14 +101,15 @@ class CodexDriver:
     polls = True
 
     def __init__(self) -> None:
-        self._refused: tuple[str, str] | None = None
+        self._refusals = Refusals()
         self._app_server_resting_until: datetime | None = None
 
     def budget_s(self, cfg: ProviderConfig) -> float:
-        app_server = float(cfg.options.get("app_server_timeout_s", 30.0))
+        app_server = typed(CodexOptions, cfg.options).app_server_timeout_s
         return cfg.poll_timeout_s + app_server + 30.0
 
-    async def poll(self, ctx: Context) -> Outcome:
+    async def poll(self, ctx: Context) -> PollResult:
+        options = ctx.options(CodexOptions)
         home = codex_home(ctx)
         now = ctx.now()
         auth_path = home / "auth.json"
@@ -120,19 +125,20 @@ class CodexDriver:
                 auth = parse_auth(raw, tilde(auth_path, ctx.home))
         except CredentialProblem as exc:
             if exc.signed_out:
-                return unavailable(str(exc))
+                return ctx.unavailable(str(exc))
             problem = str(exc)
         except OSError as exc:
             problem = f"cannot read {tilde(auth_path, ctx.home)}: {exc.strerror}; check its permissions"
 
         if auth is not None and auth.api_key_mode:
-            return unavailable(
+            return ctx.unavailable(
                 f"Codex is signed in with an API key ({tilde(auth_path, ctx.home)}): there is no "
                 "ChatGPT subscription quota to read"
             )
         keyring = config.credentials_store in ("keyring", "auto") and cli is not None
         if auth is None and problem is None and not keyring:
-            return unavailable(f"not signed in to Codex (no {tilde(auth_path, ctx.home)}); run `codex login`")
+            where = tilde(auth_path, ctx.home)
+            return ctx.unavailable(f"not signed in to Codex (no {where}); run `codex login`")
 
         if auth is not None:
             plan = f"{auth.plan} plan, " if auth.plan else ""
@@ -156,9 +162,8 @@ class CodexDriver:
         if reading is None and attempts.primary_kind is not Kind.RATE_LIMITED:
             reading = await self._from_app_server(ctx, cli, now, attempts)
             source = "codex app-server"
-        if reading is None and ctx.option("rollout", "auto") != "never":
-            files = int(ctx.option_float("rollout_files", DEFAULT_FILES))
-            reading = await anyio.to_thread.run_sync(read_rollouts, home, files)
+        if reading is None and options.rollout is not Toggle.NEVER:
+            reading = await anyio.to_thread.run_sync(read_rollouts, home, options.rollout_files)
             if reading is None:
                 attempts.failed("no rate limits in the Codex session logs", Kind.PROTOCOL)
             else:
@@ -168,8 +173,8 @@ class CodexDriver:
         if reading is None or not reading.windows:
             if not attempts.failures:
                 attempts.failed("Codex reported no rate-limit windows", Kind.PROTOCOL)
-            return Outcome(
-                availability=avail,
+            return ctx.result(
+                avail,
                 error=attempts.summary(),
                 kind=attempts.primary_kind or Kind.PROTOCOL,
                 not_before=attempts.not_before,
@@ -179,12 +184,9 @@ class CodexDriver:
         if "balance" in reading.credits:
             avail.reason += f"; credits balance {reading.credits['balance']}"
         error = f"{attempts.summary()}; showing numbers from {source}" if attempts.failures else None
-        return Outcome(
-            availability=avail,
-            windows=reading.windows,
-            error=error,
-            not_before=attempts.not_before,
-            account=f"chatgpt:{auth.account_id}" if auth is not None and auth.account_id else None,
+        account = f"chatgpt:{auth.account_id}" if auth is not None and auth.account_id else None
+        return ctx.result(
+            avail, reading.windows, error=error, not_before=attempts.not_before, account=account
         )
 
     async def _from_endpoint(
@@ -194,58 +196,43 @@ class CodexDriver:
         if auth.expired(now):
             attempts.failed(EXPIRED, Kind.LOCAL)
             return None
-        token_id = fingerprint(auth.access_token)
-        if self._refused is not None and self._refused[0] == token_id:
-            attempts.failed(self._refused[1], Kind.LOCAL)
-            return None
         base = ctx.cfg.base_url or _DEFAULT_BASE
         if base.rstrip("/") == _DEFAULT_BASE.rstrip("/") and config.chatgpt_base_url:
             base = config.chatgpt_base_url
         headers = {
             "Authorization": f"Bearer {auth.access_token}",
             "Accept": "application/json",
-            "User-Agent": ctx.option("user_agent", f"bhoga/{__version__}"),
+            "User-Agent": ctx.options(CodexOptions).user_agent or f"bhoga/{__version__}",
         }
         if auth.account_id:
             # It selects the workspace; without it a multi-workspace user may get another's numbers.
             headers["ChatGPT-Account-Id"] = auth.account_id
         try:
-            body = await get_json(
-                ctx.http,
+            return await fetch_usage(
+                ctx,
                 usage_url(base),
+                token=auth.access_token,
                 headers=headers,
-                within_s=ctx.cfg.poll_timeout_s,
                 what="the Codex usage endpoint",
-                now=now,
-                secrets=ctx.secrets,
+                parse=parse_usage,
+                refusals=self._refusals,
+                refused=refused,
             )
-            reading = parse_usage(body, now)
         except PollFailure as exc:
-            if exc.status in (401, 403):
-                message = REFUSED.format(status=exc.status)
-                self._refused = (token_id, message)
-                attempts.failed(message, Kind.LOCAL)
-            else:
-                attempts.failed(str(exc), exc.kind, exc.not_before)
+            attempts.failed(str(exc), exc.kind, exc.not_before)
             return None
-        except ShapeError as exc:
-            attempts.failed(
-                f"the Codex usage endpoint answered in an unexpected shape ({exc})", Kind.PROTOCOL
-            )
-            return None
-        self._refused = None
-        return reading
 
     async def _from_app_server(
         self, ctx: Context, cli: str | None, now: datetime, attempts: _Attempts
     ) -> CodexReading | None:
-        if cli is None or ctx.option("app_server", "auto") == "never":
+        options = ctx.options(CodexOptions)
+        if cli is None or options.app_server is Toggle.NEVER:
             return None
         resting = self._app_server_resting_until
         if resting is not None and now < resting:
             attempts.failed(f"codex app-server failed earlier; next try at {resting:%H:%M} UTC", Kind.LOCAL)
             return None
-        within_s = ctx.option_float("app_server_timeout_s", 30.0)
+        within_s = options.app_server_timeout_s
         env = dict(ctx.env)
         env["CODEX_HOME"] = str(codex_home(ctx))
         try:
@@ -259,6 +246,6 @@ class CodexDriver:
             self._app_server_resting_until = None
             return reading
         # A broken or logged-out CLI fails the same way next time; starting it is not free.
-        rest = ctx.option_float("app_server_retry_s", 1800.0)
+        rest = options.app_server_retry_s
         self._app_server_resting_until = now + timedelta(seconds=rest) if rest > 0 else None
         return None

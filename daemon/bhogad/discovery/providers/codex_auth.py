@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 
 from bhoga.quota.values import mapping, text, unix_time
-from bhogad.discovery.providers.base import CredentialProblem
+from bhogad.discovery.providers.base import CredentialProblem, login_document
 
 _AUTH_CLAIMS: Final = "https://api.openai.com/auth"
 DEFAULT_USAGE_BASE: Final = "https://chatgpt.com/backend-api"
@@ -58,12 +58,7 @@ def _first(obj: Mapping[str, Any], *keys: str) -> object:
 
 def parse_auth(raw: bytes | str, where: str) -> CodexAuth:
     """Codex's login; accepts the current snake_case file and older camelCase ones."""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise CredentialProblem(f"{where} is not valid JSON; run `codex login` to sign in again") from None
-    if not isinstance(data, Mapping):
-        raise CredentialProblem(f"{where} does not hold a Codex login; run `codex login`", signed_out=True)
+    data = login_document(raw, where, login="a Codex login", command="`codex login`")
     tokens = mapping(data.get("tokens")) or {}
     access = _first(tokens, "access_token", "accessToken")
     id_token = _first(tokens, "id_token", "idToken")

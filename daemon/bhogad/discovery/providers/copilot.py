@@ -34,19 +34,11 @@ from bhoga.quota.values import (
     text,
 )
 from bhogad.config import ProviderConfig
+from bhogad.discovery.options import CopilotOptions, expand
 from bhogad.discovery.providers import proc
-from bhogad.discovery.providers.base import (
-    Context,
-    Kind,
-    Outcome,
-    PollFailure,
-    ShapeError,
-    fingerprint,
-    tilde,
-    unavailable,
-)
-from bhogad.discovery.providers.http import get_json
-from bhogad.domain.state import Availability
+from bhogad.discovery.providers.base import Context, PollFailure, Refusal, Refusals, ShapeError, tilde
+from bhogad.discovery.providers.http import fetch_usage
+from bhogad.domain.state import Availability, PollResult
 
 USER_PATH: Final = "/copilot_internal/user"
 #: What Copilot Chat sends; GitHub requires a User-Agent and the endpoint expects an editor.
@@ -188,8 +180,8 @@ class CopilotDriver:
     polls = True
 
     def __init__(self) -> None:
-        #: What a refused token got us; it is not sent again until a different token turns up.
-        self._refused: tuple[str, Outcome] | None = None
+        #: A refused token is not sent again until a different token turns up.
+        self._refusals = Refusals()
 
     def budget_s(self, cfg: ProviderConfig) -> float:
         return cfg.poll_timeout_s + 20.0
@@ -216,7 +208,7 @@ class CopilotDriver:
             found.append(_Found(gh, "`gh auth token`"))
             if not is_classic_pat(gh):
                 return found
-        configured = ctx.path_option("apps_json")
+        configured = expand(ctx.options(CopilotOptions).apps_json)
         plugin_dir = ctx.config_home / "github-copilot"
         for path in (configured,) if configured else (plugin_dir / "apps.json", plugin_dir / "hosts.json"):
             try:
@@ -227,67 +219,54 @@ class CopilotDriver:
             found.extend(_Found(t, tilde(path, ctx.home)) for t in tokens)
         return found
 
-    async def poll(self, ctx: Context) -> Outcome:
+    async def poll(self, ctx: Context) -> PollResult:
         candidates = await self._tokens(ctx)
         ctx.secrets.extend(f.token for f in candidates)
         usable = [f for f in candidates if not is_classic_pat(f.token)]
         if not usable:
             if candidates:
-                return unavailable(
+                return ctx.unavailable(
                     f"the GitHub token in {candidates[0].origin} is a classic personal access token "
                     "(ghp_…), which Copilot does not accept; run `gh auth login` or use a fine-grained token"
                 )
-            return unavailable("no GitHub token for Copilot (set $GH_TOKEN or run `gh auth login`)")
+            return ctx.unavailable("no GitHub token for Copilot (set $GH_TOKEN or run `gh auth login`)")
         chosen = usable[0]
         avail = Availability(available=True, reason=f"GitHub token from {chosen.origin}")
-        token_id = fingerprint(chosen.token)
-        if self._refused is not None and self._refused[0] == token_id:
-            return self._refused[1]
-        now = ctx.now()
+
+        def refused(status: int) -> Refusal | None:
+            if status == 401:
+                return Refusal(
+                    message=f"GitHub refused the token from {chosen.origin} (HTTP 401) — "
+                    "run `gh auth login` again"
+                )
+            if status in (403, 404):
+                return Refusal(
+                    message=f"the GitHub account of the token from {chosen.origin} has no Copilot access "
+                    f"(HTTP {status})",
+                    available=False,
+                )
+            return None
+
         url = (ctx.cfg.base_url or "https://api.github.com").rstrip("/") + USER_PATH
         headers = {**HEADERS, "Authorization": f"token {chosen.token}"}
-        if ctx.option("user_agent"):
-            headers["User-Agent"] = ctx.option("user_agent")
+        user_agent = ctx.options(CopilotOptions).user_agent
+        if user_agent:
+            headers["User-Agent"] = user_agent
         try:
-            body = await get_json(
-                ctx.http,
+            usage = await fetch_usage(
+                ctx,
                 url,
+                token=chosen.token,
                 headers=headers,
-                within_s=ctx.cfg.poll_timeout_s,
                 what="the Copilot quota endpoint",
-                now=now,
-                secrets=ctx.secrets,
+                parse=parse_user,
+                refusals=self._refusals,
+                refused=refused,
             )
-            usage = parse_user(body, now)
         except PollFailure as exc:
-            if exc.status == 401:
-                message = (
-                    f"GitHub refused the token from {chosen.origin} (HTTP 401) — run `gh auth login` again"
-                )
-                refused = Outcome(availability=avail, error=message, kind=Kind.LOCAL)
-                self._refused = (token_id, refused)
-                return refused
-            if exc.status in (403, 404):
-                refused = unavailable(
-                    f"the GitHub account of the token from {chosen.origin} has no Copilot access "
-                    f"(HTTP {exc.status})"
-                )
-                self._refused = (token_id, refused)
-                return refused
-            return Outcome(availability=avail, error=str(exc), kind=exc.kind, not_before=exc.not_before)
-        except ShapeError as exc:
-            return Outcome(
-                availability=avail,
-                error=f"the Copilot quota endpoint answered in an unexpected shape ({exc})",
-                kind=Kind.PROTOCOL,
-            )
-        self._refused = None
+            return ctx.failed(avail, exc)
         if usage.plan:
             avail.reason = f"Copilot {usage.plan} plan; {avail.reason}"
         if not usage.windows:
             avail.reason += "; no limited quota reported (unlimited plan)"
-        return Outcome(
-            availability=avail,
-            windows=usage.windows,
-            account=f"github:{usage.login}" if usage.login else None,
-        )
+        return ctx.result(avail, usage.windows, account=f"github:{usage.login}" if usage.login else None)

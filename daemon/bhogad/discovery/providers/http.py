@@ -1,4 +1,5 @@
-"""One GET of a JSON usage endpoint, with every way it can fail turned into a :class:`PollFailure`.
+"""One GET of a JSON usage endpoint, with every way it can fail turned into a :class:`PollFailure`,
+and :func:`fetch_usage`, the skeleton every driver polls through (token, refusals, shape errors).
 
 The shared ``httpx.AsyncClient`` is the daemon's; this helper adds what each poll needs on top: a
 hard deadline for the whole exchange (httpx's timeouts are per read, so a server trickling bytes could
@@ -9,16 +10,18 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
 from bhoga.quota.values import bound_cooldown, plausible_end, retry_after as retry_after_at
-from bhogad.discovery.providers.base import Kind, PollFailure, redact
+from bhogad.discovery.providers.base import Context, Kind, PollFailure, Refusal, Refusals, ShapeError, redact
+
+T = TypeVar("T")
 
 #: No usage answer is anywhere near this; a bigger one is a wrong URL or a hostile server.
 MAX_BODY_BYTES: Final = 2 << 20
@@ -120,3 +123,51 @@ async def get_json(
         raise PollFailure(
             Kind.PROTOCOL, f"{what} answered with something that is not JSON", status=status
         ) from None
+
+
+async def fetch_usage(
+    ctx: Context,
+    url: str,
+    *,
+    token: str,
+    headers: Mapping[str, str],
+    what: str,
+    parse: Callable[[Any, datetime], T],
+    refusals: Refusals,
+    refused: Callable[[int], Refusal | None],
+) -> T:
+    """The skeleton every driver polls through: fetch a usage endpoint with ``token`` and parse it.
+
+    The token joins the poll's secrets (scrubbed from every error). A token refused before is not
+    sent again until it changes. ``refused(status)`` says what a 4xx means for this driver (``None``:
+    an ordinary failure); a refusal it asks to remember is kept in ``refusals``. Every failure is a
+    :class:`PollFailure` whose message is safe to show: the endpoint's own (timeouts, 5xx, 429 with
+    its gate), the refusal's, or "answered in an unexpected shape" for a body ``parse`` rejects.
+    """
+    ctx.secrets.append(token)
+    remembered = refusals.get(token)
+    if remembered is not None:
+        raise PollFailure(remembered.kind, remembered.message, refusal=remembered)
+    now = ctx.now()
+    try:
+        body = await get_json(
+            ctx.http,
+            url,
+            headers=headers,
+            within_s=ctx.cfg.poll_timeout_s,
+            what=what,
+            now=now,
+            secrets=ctx.secrets,
+        )
+        value = parse(body, now)
+    except PollFailure as exc:
+        refusal = refused(exc.status) if exc.status is not None and 400 <= exc.status < 500 else None
+        if refusal is None:
+            raise
+        if refusal.remember:
+            refusals.remember(token, refusal)
+        raise PollFailure(refusal.kind, refusal.message, status=exc.status, refusal=refusal) from None
+    except ShapeError as exc:
+        raise PollFailure(Kind.PROTOCOL, f"{what} answered in an unexpected shape ({exc})") from None
+    refusals.clear()
+    return value

@@ -9,9 +9,9 @@ window for it — unlimited is not "0 % used". ``base_url`` defaults to ``https:
 from __future__ import annotations
 
 import calendar
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -22,13 +22,18 @@ from bhogad.discovery.providers.api_keys import detect
 from bhogad.discovery.providers.base import (
     Context,
     Kind,
-    Outcome,
     PollFailure,
+    Refusal,
+    Refusals,
     ShapeError,
     fingerprint,
 )
-from bhogad.discovery.providers.http import get_json
-from bhogad.domain.state import Availability
+from bhogad.discovery.providers.http import fetch_usage
+from bhogad.domain.state import Availability, PollResult
+
+T = TypeVar("T")
+#: What a 4xx from an endpoint means for this driver (see ``fetch_usage``).
+Refused = Callable[[int], Refusal | None]
 
 _PERIODS: Final = {"daily": 1440, "weekly": WEEKLY_MIN, "monthly": MONTHLY_MIN}
 
@@ -113,36 +118,50 @@ class OpenRouterDriver:
     def budget_s(self, cfg: ProviderConfig) -> float:
         return 2 * cfg.poll_timeout_s + 10.0
 
-    async def poll(self, ctx: Context) -> Outcome:
+    def __init__(self) -> None:
+        self._refusals = Refusals()
+
+    async def poll(self, ctx: Context) -> PollResult:
         env_name = next((n for n in ctx.cfg.key_env if ctx.env_value(n)), None)
         if env_name is None:
             # Worded as the daemon's own key detection, so a machine without a key sees no change.
-            return Outcome(availability=detect(ctx.cfg, ctx.env), kind=Kind.LOCAL)
+            return ctx.result(detect(ctx.cfg, ctx.env), kind=Kind.LOCAL)
         key = ctx.env_value(env_name) or ""
-        ctx.secrets.append(key)
         avail = Availability(available=True, reason=f"API key in ${env_name}")
         base = (ctx.cfg.base_url or "https://openrouter.ai/api/v1").rstrip("/")
         headers = {"Authorization": f"Bearer {key}", "Accept": "application/json", "X-Title": "bhoga"}
-        now = ctx.now()
-        windows: list[QuotaWindow] = []
 
-        async def get(path: str, what: str) -> object:
-            return await get_json(
-                ctx.http,
-                base + path,
-                headers=headers,
-                within_s=ctx.cfg.poll_timeout_s,
-                what=what,
-                now=now,
-                secrets=ctx.secrets,
+        def key_refused(status: int) -> Refusal | None:
+            if status not in (401, 403):
+                return None
+            # A key may be refused for a while (rotation, a hiccup): back off and ask again.
+            return Refusal(
+                message=f"OpenRouter refused the key in ${env_name} (HTTP {status}); check the key",
+                remember=False,
+                kind=Kind.PROTOCOL,
             )
 
+        async def get(path: str, what: str, parse: Callable[[Any, datetime], T], refused: Refused) -> T:
+            return await fetch_usage(
+                ctx,
+                base + path,
+                token=key,
+                headers=headers,
+                what=what,
+                parse=parse,
+                refusals=self._refusals,
+                refused=refused,
+            )
+
+        windows: list[QuotaWindow] = []
         try:
-            info = parse_key(await get("/key", "the OpenRouter key endpoint"), now)
+            info = await get("/key", "the OpenRouter key endpoint", parse_key, key_refused)
             if info.window is not None:
                 windows.append(info.window)
             try:
-                credits = parse_credits(await get("/credits", "the OpenRouter credits endpoint"), now)
+                credits = await get(
+                    "/credits", "the OpenRouter credits endpoint", parse_credits, lambda status: None
+                )
             except PollFailure as exc:
                 # Some keys may not read the account balance; the key limit still stands alone.
                 if exc.status not in (401, 403, 404):
@@ -151,19 +170,7 @@ class OpenRouterDriver:
             if credits is not None:
                 windows.append(credits)
         except PollFailure as exc:
-            if exc.status in (401, 403):
-                return Outcome(
-                    availability=avail,
-                    error=f"OpenRouter refused the key in ${env_name} (HTTP {exc.status}); check the key",
-                    kind=Kind.PROTOCOL,
-                )
-            return Outcome(availability=avail, error=str(exc), kind=exc.kind, not_before=exc.not_before)
-        except ShapeError as exc:
-            return Outcome(
-                availability=avail,
-                error=f"OpenRouter answered in an unexpected shape ({exc})",
-                kind=Kind.PROTOCOL,
-            )
+            return ctx.failed(avail, exc)
         if info.label:
             avail.reason += f" ({info.label})"
         if info.free_tier:
@@ -172,4 +179,4 @@ class OpenRouterDriver:
             avail.reason += "; no key limit and no prepaid credits reported"
         # The label is a masked key (``sk-or-v1-a1b...f9e``): hashed, so no fragment of it travels.
         account = f"openrouter:{fingerprint(info.label)}" if info.label else None
-        return Outcome(availability=avail, windows=windows, account=account)
+        return ctx.result(avail, windows, account=account)
