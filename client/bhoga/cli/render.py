@@ -84,7 +84,8 @@ def render_status(quotas: Sequence[ProviderQuota], now: datetime) -> str:
         if q.last_poll_error:
             lines.append(f"    last poll: {q.last_poll_error} ({ago(q.last_poll_at, now)})")
         lines.extend(
-            render_window(w, now, q.outlook.get(w.key)) for w in sorted(q.windows.values(), key=lambda w: w.key)
+            render_window(w, now, q.outlook.get(w.key))
+            for w in sorted(q.windows.values(), key=lambda w: w.key)
         )
     return "\n".join(lines) + "\n"
 
