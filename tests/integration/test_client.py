@@ -15,7 +15,15 @@ import bhoga
 from bhoga import DaemonNotRunning, InvalidParams, ProviderStatus, Router, operations
 from bhoga.aio import AsyncRouter, Reply, subscribe
 from bhoga.errors import DaemonStartFailed
-from bhoga.protocol import Lagged, Method, QuotaChanged, SetQuotaParams
+from bhoga.protocol import (
+    DaemonStatus,
+    Lagged,
+    Method,
+    ModelParams,
+    QuotaChanged,
+    Ranking,
+    SetQuotaParams,
+)
 from tests.conftest import DaemonProcess
 
 
@@ -277,3 +285,17 @@ def test_autostart_reports_the_daemons_own_start_up_error(
     assert "config" in error.reason and str(config) in error.reason
     assert "autostart=True" not in str(error)  # the old advice, wrong when autostart was on
     assert error.reason in log.read_text()
+
+
+def test_call_by_operation_is_typed_by_its_result(daemon: DaemonProcess) -> None:
+    async def via_async() -> Ranking:
+        async with AsyncRouter(socket_path=daemon.socket) as router:
+            return await router.call(operations.RANK, ModelParams(model="claude-opus-4"))
+
+    with daemon.router() as router:
+        ranking = router.call(operations.RANK, ModelParams(model="claude-opus-4"))
+        status = router.call(operations.STATUS, None)
+        raw = router.call("daemon.status")  # by name: decoded as plain JSON
+    assert isinstance(ranking, Ranking) and ranking.model == "claude-opus-4"
+    assert isinstance(status, DaemonStatus) and raw["pid"] == status.pid
+    assert asyncio.run(via_async()) == ranking

@@ -62,7 +62,7 @@ def test_a_status_run_loads_no_other_command_and_no_event_loop() -> None:
         "from bhoga.cli import main\n"
         "main.build_parser(['status']).parse_args(['status'])\n"
         "print(' '.join(sorted(m for m in sys.modules if m.startswith('bhoga.cli.') or m in "
-        "('asyncio', 'logging', 'bhoga.hermes', 'bhoga.quota.headers', 'json'))))"
+        "('asyncio', 'logging', 'bhoga.hermes', 'bhoga.quota.headers', 'json', 'shutil'))))"
     )
     assert loaded.split() == ["bhoga.cli.common", "bhoga.cli.main", "bhoga.cli.render", "bhoga.cli.status"]
 

@@ -446,3 +446,49 @@ def test_a_repeated_idempotency_key_returns_the_first_id_even_after_a_restart(tm
     anyio.run(session, after_restart)
     with opened(tmp_path) as store:
         assert [t.id for t in store.list_turns(0, 10)] == [1, 2, 3]
+
+
+def test_a_failed_query_is_named_not_an_internal_error(tmp_path: Path) -> None:
+    def broken() -> None:
+        exc = sqlite3.OperationalError("disk I/O error")
+        exc.sqlite_errorname = "SQLITE_IOERR_READ"  # as SQLite itself sets it
+        raise exc
+
+    async def main() -> None:
+        with opened(tmp_path) as store:
+            writer = Writer(store, lambda pid: None)
+            try:
+                with pytest.raises(StorageFailure) as caught:
+                    await writer.read(broken)
+            finally:
+                writer.close()
+        assert caught.value.kind == "storage_io_error"
+        assert "disk I/O error" in str(caught.value)
+
+    anyio.run(main)
+
+
+def test_idempotency_keys_in_memory_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bhogad.domain import keeper as keeper_module
+
+    monkeypatch.setattr(keeper_module, "MAX_IDEMPOTENCY_KEYS", 3)
+
+    async def main() -> None:
+        with opened(tmp_path) as store:
+            keeper = QuotaKeeper(CFG, store)
+            keeper.load()
+            ids = [
+                keeper.record_turn(Turn(provider="anthropic_api", model="m", idempotency_key=f"k{i}"))[0]
+                for i in range(6)
+            ]
+            await keeper.writer.flush()
+            assert len(keeper._keys) <= 4
+            # The newest are still known; the oldest were forgotten to keep memory bounded.
+            assert (
+                keeper.record_turn(Turn(provider="anthropic_api", model="m", idempotency_key="k5"))[0]
+                == ids[5]
+            )
+            assert keeper.record_turn(Turn(provider="anthropic_api", model="m", idempotency_key="k0"))[0] == 7
+            await keeper.writer.flush()
+
+    anyio.run(main)

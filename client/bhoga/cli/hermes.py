@@ -22,14 +22,16 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import msgspec
 
+from bhoga.cli.common import ExitCode
 from bhoga.errors import BhogaError, DaemonNotRunning, ShuttingDown
 
 if TYPE_CHECKING:
     from bhoga.hermes import HermesApplyResult, HermesPlan, Rankable
 
-EXIT_OK: Final = 0
-EXIT_NO_PROVIDER: Final = 3
-EXIT_CONFIG: Final = 6
+# bhoga.cli.common.ExitCode is the one definition; these names are what tests and scripts used.
+EXIT_OK: Final = ExitCode.OK
+EXIT_NO_PROVIDER: Final = ExitCode.NO_PROVIDER
+EXIT_CONFIG: Final = ExitCode.CONFIG
 
 #: Errors that mean "the daemon is away for now": ``follow`` waits them out instead of exiting.
 _TRANSIENT: Final = (DaemonNotRunning, ShuttingDown, TimeoutError, ConnectionError)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -31,6 +32,7 @@ from bhoga.cli.render import (  # re-exported for command modules written agains
     bar as bar,
     local_time as local_time,
     render_ranking as render_ranking,
+    render_shared as render_shared,
     render_status as render_status,
     render_window as render_window,
     span as span,
@@ -94,6 +96,33 @@ def modules_for(argv: Sequence[str]) -> list[str]:
     return everything
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter with the terminal width found without ``shutil``.
+
+    argparse builds a formatter for every ``add_argument`` and, without a width, imports shutil
+    (with zlib, bz2 and lzma) to ask the terminal's size: most of a short command's parsing cost.
+    """
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
+    ) -> None:
+        if width is None:
+            width = _columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _columns() -> int:
+    """What ``shutil.get_terminal_size().columns`` answers: $COLUMNS, the terminal, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 class _Version(argparse.Action):
     """``--version``: read from the installed package's metadata only when asked."""
 
@@ -110,17 +139,19 @@ class _Version(argparse.Action):
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser for ``argv``'s command (every command when ``argv`` is ``None``)."""
     parser = argparse.ArgumentParser(
-        prog="bhoga", description="Ask bhogad which provider to use, and tell it what was spent."
+        prog="bhoga",
+        description="Ask bhogad which provider to use, and tell it what was spent.",
+        formatter_class=_Formatter,
     )
     parser.add_argument("--socket", help="the daemon's socket (env BHOGA_SOCKET)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a reply")
     parser.add_argument("--version", action=_Version)
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Command, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p = sub.add_parser(name, parents=[common], help=help, description=help, formatter_class=_Formatter)
         p.set_defaults(func=func)
         return p
 

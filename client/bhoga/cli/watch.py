@@ -153,9 +153,7 @@ def cmd_watch(args: argparse.Namespace, router: Router, out: TextIO) -> int:
 
 
 def register(add: Add) -> None:
-    p = add(
-        "watch", cmd_watch, "the status table, live: updated as turns and polls arrive (Ctrl-C quits)"
-    )
+    p = add("watch", cmd_watch, "the status table, live: updated as turns and polls arrive (Ctrl-C quits)")
     p.add_argument(
         "--interval", type=float, default=15.0, help="seconds between refreshes of countdowns (default 15)"
     )

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import msgspec
 import structlog
@@ -64,11 +64,15 @@ from bhogad.domain.state import (
     start_trial,
 )
 from bhogad.observability.metrics import Metrics
-from bhogad.storage.store import Store
+from bhogad.storage.store import StorageFailure, Store
 from bhogad.storage.writer import Ticket, Writer
+
+T = TypeVar("T")
 
 #: How long an idempotency key is remembered: far longer than any client's retry or a daemon restart.
 IDEMPOTENCY_WINDOW_S = 24 * 3600.0
+#: Most keys held in memory (about 150 MB at most); past it the oldest are forgotten first.
+MAX_IDEMPOTENCY_KEYS = 1_000_000
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 log = structlog.get_logger("bhogad.domain.keeper")
@@ -351,7 +355,7 @@ class QuotaKeeper:
 
         A turn whose storing failed is forgotten, so the client's retry stores it."""
         order = self._key_order
-        while order and order[0][0] <= now:
+        while order and (order[0][0] <= now or len(order) > MAX_IDEMPOTENCY_KEYS):
             _, old = order.popleft()
             self._keys.pop(old, None)
         seen = self._keys.get(key)
@@ -428,7 +432,7 @@ class QuotaKeeper:
             raise OutOfRange("limit", "limit must be 1–10000")
         # Wait for pending writes first, so a caller reads its own acknowledged turns.
         await self.writer.settled()
-        return await self.writer.read(
+        return await self._query(
             lambda: self.store.list_turns(params.after_id, params.limit, params.session, params.agent)
         )
 
@@ -436,9 +440,16 @@ class QuotaKeeper:
         """Tokens and spend over the requested period, grouped as asked (``BadPeriod`` if empty)."""
         since, until = usage.resolve_period(params, self.clock())
         await self.writer.settled()  # a caller's own acknowledged turns are counted
-        return await self.writer.read(
+        return await self._query(
             lambda: self.store.read(lambda conn: usage.summarise(conn, since, until, params.group_by))
         )
+
+    async def _query(self, query: Callable[[], T]) -> T:
+        """A read on the store's reader threads; one it cannot answer is raised as what it is."""
+        try:
+            return await self.writer.read(query)
+        except StorageFailure as failure:
+            raise StorageFailed(str(failure), kind=failure.kind, storage=True) from None
 
     def merge_shared(
         self,

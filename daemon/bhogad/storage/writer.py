@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -29,7 +30,7 @@ import structlog
 from bhoga.protocol import StoredTurn
 from bhogad.domain.budgets import month_start
 from bhogad.domain.state import ProviderState
-from bhogad.storage.store import PRUNE_CHUNK, StorageFailure, Store, TurnKey
+from bhogad.storage.store import PRUNE_CHUNK, StorageFailure, Store, TurnKey, classify
 
 log = structlog.get_logger("bhogad.storage.writer")
 _encoder = msgspec.json.Encoder()
@@ -48,6 +49,8 @@ def _lower_priority() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICE)
+
+
 #: How often old raw turns are pruned (and once soon after start).
 PRUNE_EVERY_S = 3600.0
 
@@ -122,8 +125,13 @@ class Writer:
             await self._in_flight.wait()
 
     async def read(self, query: Callable[[], T]) -> T:
-        """Run a blocking query on a reader thread: never on the writer's, never on the loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._readers, query)
+        """Run a blocking query on a reader thread: never on the writer's, never on the loop.
+
+        A query the store cannot answer raises ``StorageFailure`` naming why (damaged, I/O...)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, query)
+        except (sqlite3.Error, OSError) as exc:
+            raise classify(exc) from exc
 
     def close(self) -> None:
         self._readers.shutdown(wait=False, cancel_futures=True)
