@@ -208,13 +208,15 @@ class AsyncRouter:
 
     # -- the library's API: one line each over bhoga.operations, which documents them ---------------
 
-    async def best_for(self, model: str, *, agent: str | None = None) -> RouterRecommendation | None:
+    async def best_for(
+        self, model: str, *, agent: str | None = None, session: str | None = None
+    ) -> RouterRecommendation | None:
         """The provider with the most usable quota for ``model`` now, or ``None`` if none can serve it."""
-        return await self._run(ops.best_for(model, agent=agent))
+        return await self._run(ops.best_for(model, agent=agent, session=session))
 
-    async def rank(self, model: str, *, agent: str | None = None) -> Ranking:
+    async def rank(self, model: str, *, agent: str | None = None, session: str | None = None) -> Ranking:
         """Every candidate for ``model``, best first, each with the reason it was chosen or rejected."""
-        return await self._run(ops.rank(model, agent=agent))
+        return await self._run(ops.rank(model, agent=agent, session=session))
 
     async def record_turn(
         self,

@@ -271,16 +271,19 @@ class Router:
 
     # -- the library's API: one line each over bhoga.operations, which documents them ---------------
 
-    def best_for(self, model: str, *, agent: str | None = None) -> RouterRecommendation | None:
+    def best_for(
+        self, model: str, *, agent: str | None = None, session: str | None = None
+    ) -> RouterRecommendation | None:
         """The provider with the most usable quota for ``model`` now, or ``None`` if none can serve it.
 
         With ``agent``, an agent over its monthly budget is not sent to paid (API-key) providers.
+        With ``session``, the session keeps its provider unless a clear margin or eligibility moves it.
         """
-        return self._run(ops.best_for(model, agent=agent))
+        return self._run(ops.best_for(model, agent=agent, session=session))
 
-    def rank(self, model: str, *, agent: str | None = None) -> Ranking:
+    def rank(self, model: str, *, agent: str | None = None, session: str | None = None) -> Ranking:
         """Every candidate for ``model``, best first, each with the reason it was chosen or rejected."""
-        return self._run(ops.rank(model, agent=agent))
+        return self._run(ops.rank(model, agent=agent, session=session))
 
     def record_turn(
         self,

@@ -162,17 +162,21 @@ def raw(method: str, params: Any = None, result_type: Any = Any) -> Call[Any]:
 # The library's API: one function per public Router/AsyncRouter method, same name, same signature.
 
 
-def best_for(model: str, *, agent: str | None = None) -> Call[RouterRecommendation | None]:
+def best_for(
+    model: str, *, agent: str | None = None, session: str | None = None
+) -> Call[RouterRecommendation | None]:
     """The provider with the most usable quota for ``model`` now, or ``None`` if none can serve it.
 
     With ``agent``, an agent over its monthly budget is not sent to paid (API-key) providers.
+    With ``session``, the session keeps its provider (and its prompt cache) unless it became
+    ineligible or another is better by a clear margin; the reason says which.
     """
-    return Call(BEST_FOR, ModelParams(model=model, agent=agent))
+    return Call(BEST_FOR, ModelParams(model=model, agent=agent, session=session))
 
 
-def rank(model: str, *, agent: str | None = None) -> Call[Ranking]:
+def rank(model: str, *, agent: str | None = None, session: str | None = None) -> Call[Ranking]:
     """Every candidate for ``model``, best first, each with the reason it was chosen or rejected."""
-    return Call(RANK, ModelParams(model=model, agent=agent))
+    return Call(RANK, ModelParams(model=model, agent=agent, session=session))
 
 
 def clean_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:

@@ -198,6 +198,9 @@ class ProviderQuota(msgspec.Struct, kw_only=True):
     health: Health = Health.HEALTHY
     #: Models this provider is failing for while others answer (an overloaded Opus): model → health.
     model_health: dict[str, Health] = msgspec.field(default_factory=dict)
+    #: Per fresh quota window: when it runs out at the current burn rate ("runs out in 5h10m"), or
+    #: that it lasts until its reset, with the confidence of that projection.
+    outlook: dict[str, str] = msgspec.field(default_factory=dict)
     consecutive_failures: int = 0
     last_error: str | None = None
     n_requests: int = 0
@@ -348,6 +351,9 @@ class ModelParams(msgspec.Struct, kw_only=True, omit_defaults=True):
     model: str
     #: The agent asking. An agent over its monthly budget is routed away from paid providers.
     agent: str | None = None
+    #: The harness session asking (as given to ``record_turn``): it keeps its provider, and so its
+    #: prompt cache, unless that provider became ineligible or another is better by a clear margin.
+    session: str | None = None
 
 
 class ProviderFilter(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -65,6 +65,8 @@ _Priority = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
 _EnvName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 _Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]+$", max_length=2048)]
 _ProviderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+_Margin = Annotated[float, msgspec.Meta(ge=0, le=100)]
+_Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 
 
 class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -84,6 +86,9 @@ class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Driver settings (credential paths, headers), checked against the driver's Struct in
     #: ``bhogad.discovery.options`` when the config loads; each driver module documents its own.
     options: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: Quota to keep for yourself, per window name (or key, like ``weekly/opus``): percent of that
+    #: window that bhoga never recommends spending (``{weekly: 20}`` stops at 20 % left).
+    reserve: dict[str, _Percent] = msgspec.field(default_factory=dict)
     #: The account this provider's quota belongs to, when discovery cannot tell (it usually can:
     #: ChatGPT account id, GitHub login, Claude organisation). Providers with one account share quota.
     account: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
@@ -114,8 +119,10 @@ class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )
     #: Below this remaining fraction a provider reports status ``low``.
     low_fraction: Annotated[float, msgspec.Meta(ge=0, le=1)] = LOW_FRACTION
-    #: Cooldown after a 429 that says nothing about when to retry.
+    #: Cooldown after a 429 that says nothing about when to retry. Each further 429 without a success
+    #: in between doubles it, up to ``default_cooldown_max_s``; a success starts again from this.
     default_cooldown_s: _Seconds = 60.0
+    default_cooldown_max_s: _Seconds = 3600.0
     #: A provider that reported a successful turn counts as available for this long, even when the
     #: daemon itself holds no credentials for it (the harness does).
     turn_evidence_s: _LongSeconds = 7 * 24 * 3600.0
@@ -130,6 +137,15 @@ class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     burn_window_s: Annotated[float, msgspec.Meta(gt=0, le=31 * _DAY)] = 3600.0
     #: Pace rankings drift with the clock (resets come closer, burn rates decay): reuse one this long.
     pace_recompute_s: _Seconds = 30.0
+    #: How much better another provider must be before an answer changes, in the strategy's score:
+    #: a fraction of quota for headroom (0.1 = 10 points), multiples of even pace for pace.
+    switch_margin: _Margin = 0.2
+    #: Extra margin per USD that switching a session would cost (its prompt cache, priced).
+    margin_per_usd: _Margin = 1.0
+    #: A session keeps its provider while it called within this long; after that it is routed afresh.
+    #: Its prompt cache lives about 5 minutes (an hour with the longer cache), and only while it
+    #: lives does switching cost more than the margin; staying put longer keeps answers predictable.
+    session_idle_s: _Seconds = 3600.0
 
 
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -112,3 +112,49 @@ def test_an_unknown_strategy_is_refused_with_the_choices(make_daemon: Any) -> No
     daemon.start(wait=False)
     assert daemon.proc is not None and daemon.proc.wait(15) != 0
     assert "unknown strategy 'fastest'; choose one of headroom, pace" in daemon.log_text()
+
+
+def test_two_sessions_keep_their_providers_until_a_margin_or_eligibility_moves_them(
+    daemon: DaemonProcess,
+) -> None:
+    """Two harness sessions alternate calls against a real daemon (headroom, margin 0.1). Each keeps
+    the provider it used, and its prompt cache, until another is better by the margin plus what the
+    cache is worth, or its provider stops being eligible; every receipt says which."""
+    with daemon.router() as router:
+        router.set_quota("claude_code", 60)
+        router.set_quota("github-copilot", 55)
+        first = router.best_for(OPUS, session="s1")
+        assert first is not None and first.provider_id == "claude_code"
+        router.record_turn("claude_code", OPUS, 2_000, 500, cache_read_tokens=50_000, session="s1", wait=True)
+
+        router.set_quota("github-copilot", 70)
+        second = router.best_for(OPUS, session="s2")
+        assert second is not None and second.provider_id == "github-copilot"
+        router.record_turn("github-copilot", OPUS, 2_000, 500, session="s2", wait=True)
+
+        # s1 stays: Copilot is better by 0.10, but moving would re-send 50k cached tokens of Opus.
+        kept = router.best_for(OPUS, session="s1")
+        assert kept is not None and kept.provider_id == "claude_code"
+        assert kept.reason.startswith("chosen: kept: session s1 is on claude_code (switching would cost ~$0.")
+        assert "github-copilot is better by only 0.10" in kept.reason
+        # s2 is where it would be sent anyway, and is told so.
+        same = router.best_for(OPUS, session="s2")
+        assert same is not None and same.reason.startswith("chosen: kept: session s2 is on github-copilot")
+
+        # A clear margin moves a session (s2 holds no cache, so the margin is the configured 0.1).
+        router.set_quota("claude_code", 100)
+        moved = router.best_for(OPUS, session="s2")
+        assert moved is not None and moved.provider_id == "claude_code"
+        assert "moved: session s2 was on github-copilot; claude_code is better by 0.30" in moved.reason
+
+        # An eligibility change moves one whatever its cache: Claude answers 429 for ten minutes.
+        router.record_turn("claude_code", OPUS, status_code=429, headers={"retry-after": "600"}, wait=True)
+        throttled = router.rank(OPUS, session="s1")
+        assert throttled.recommendation is not None
+        assert throttled.recommendation.provider_id == "github-copilot"
+        assert (
+            "moved: session s1 was on claude_code, now cooling down until" in throttled.recommendation.reason
+        )
+        # Asking without a session is unaffected by either session's affinity.
+        plain = router.best_for(OPUS)
+        assert plain is not None and plain.provider_id == "github-copilot" and "session" not in plain.reason

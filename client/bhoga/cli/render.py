@@ -38,7 +38,7 @@ def local_time(at: datetime, now: datetime) -> str:
     return f"{local.strftime(fmt)} (in {span((at - now).total_seconds())})"
 
 
-def render_window(w: QuotaWindow, now: datetime) -> str:
+def render_window(w: QuotaWindow, now: datetime, outlook: str | None = None) -> str:
     reset = f"resets {local_time(w.resets_at, now)}" if w.resets_at else "reset unknown"
     counts = ""
     if w.limit is not None and w.remaining is not None:
@@ -48,6 +48,7 @@ def render_window(w: QuotaWindow, now: datetime) -> str:
     return (
         f"    {w.key:<22} {bar(w.pct_used)} {w.pct_used:5.1f}% used{counts}{kind}  {reset}  "
         f"[{w.source}{f' via {w.origin}' if w.origin else ''}, {ago(w.updated_at, now)}]{stale}"
+        + (f"  → {outlook}" if outlook else "")
     )
 
 
@@ -82,7 +83,10 @@ def render_status(quotas: Sequence[ProviderQuota], now: datetime) -> str:
             lines.append(f"    {model}: {health} (failing for this model while others answer)")
         if q.last_poll_error:
             lines.append(f"    last poll: {q.last_poll_error} ({ago(q.last_poll_at, now)})")
-        lines.extend(render_window(w, now) for w in sorted(q.windows.values(), key=lambda w: w.key))
+        lines.extend(
+            render_window(w, now, q.outlook.get(w.key))
+            for w in sorted(q.windows.values(), key=lambda w: w.key)
+        )
     return "\n".join(lines) + "\n"
 
 

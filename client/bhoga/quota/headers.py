@@ -601,8 +601,9 @@ def apply_reading(q: ProviderQuota, reading: HeaderReading, *, now: datetime) ->
     now = _as_utc(now)
     _utc_quota(q)
     for window in reading.windows:
-        if model.supersedes(window, q.windows.get(window.key)):
-            q.windows[window.key] = window
+        held = q.windows.get(window.key)
+        if model.supersedes(window, held):
+            q.windows[window.key] = model.monotone(window, held)
     model.cap_windows(q.windows)
     if reading.cooldown_until is not None:
         _extend_cooldown(q, reading.cooldown_until, reading.cooldown_reason or "cooling down", now)

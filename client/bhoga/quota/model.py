@@ -15,7 +15,9 @@ The semantics (README "How ranking works"):
 * The remaining fraction is that of the tightest fresh *quota* window; rate buckets block while
   empty (``throttled``) but say nothing about how much of a budget is left.
 * A cooldown only grows, and never beyond :data:`bhoga.quota.values.LONGEST_WINDOW` from now.
-* A newer reading of a window replaces an older one, whatever its source.
+* A newer reading of a window replaces an older one, whatever its source; but inside one reset
+  period usage only grows, so a lower reading with the same reset keeps the higher figure
+  (:func:`monotone`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "effective_window",
     "grow_cooldown",
     "limiting_windows",
+    "monotone",
     "scope_applies",
     "standing",
     "supersedes",
@@ -180,6 +183,28 @@ def supersedes(new: QuotaWindow, held: QuotaWindow | None) -> bool:
     if held is None or held.updated_at is None or new.updated_at is None:
         return True
     return held.updated_at <= new.updated_at
+
+
+#: Readings whose resets differ by no more than this belong to one period ("seconds from now"
+#: resets drift by the response time).
+_RESET_JITTER: Final = timedelta(minutes=1)
+
+
+def monotone(new: QuotaWindow, held: QuotaWindow | None) -> QuotaWindow:
+    """The reading to keep once ``new`` supersedes ``held``: inside one reset period usage only
+    grows, so a lower reading of the same window with the same reset is noise and keeps the higher
+    figure (with the newer time). A reading set by hand, or one whose reset moved (a new period,
+    Codex's unscheduled early resets too), stands as it is."""
+    if held is None or new.pct_used >= held.pct_used or new.source is Source.MANUAL:
+        return new
+    if held.source is Source.MANUAL or new.resets_at is None or held.resets_at is None:
+        return new
+    if abs(new.resets_at - held.resets_at) > _RESET_JITTER:
+        return new
+    remaining = new.remaining
+    if held.remaining is not None and remaining is not None:
+        remaining = min(remaining, held.remaining)
+    return msgspec.structs.replace(new, pct_used=held.pct_used, remaining=remaining)
 
 
 def cap_windows(windows: MutableMapping[str, QuotaWindow], limit: int = MAX_WINDOWS) -> list[str]:

@@ -50,13 +50,15 @@ from bhoga.quota.values import (
 )
 from bhogad.config import Config
 from bhogad.discovery.providers import api_keys
-from bhogad.domain import budgets, pricing, routing, usage
+from bhogad.domain import affinity, budgets, pricing, routing, usage
+from bhogad.domain.affinity import Affinity
 from bhogad.domain.errors import InvalidInput, OutOfRange, StorageFailed, UnknownProvider
 from bhogad.domain.state import (
     PollResult,
     ProviderState,
     apply_poll,
     apply_turn,
+    bare_cooldown_s,
     checked_windows,
     clear_cooldown,
     extend_cooldown,
@@ -66,6 +68,7 @@ from bhogad.domain.state import (
     provider_quota,
     repair,
     signature,
+    start_trial,
 )
 from bhogad.observability.metrics import Metrics
 from bhogad.storage.store import StorageFailure, Store
@@ -142,7 +145,9 @@ class QuotaKeeper:
         self._signatures: dict[str, tuple[object, ...]] = {}
         #: Bumped on every change of state or config; cached rankings from older versions are void.
         self.version = 0
-        self._rankings: dict[tuple[str, bool], tuple[int, Ranking, datetime | None]] = {}
+        self._rankings: dict[tuple[object, ...], tuple[int, Ranking, datetime | None]] = {}
+        #: Session routes and last answers, which rankings keep until another is clearly better.
+        self.affinity = Affinity()
         #: This month's spend, for budgets; rebuilt from the ledger by ``load``.
         self.spend = budgets.Spend(month=budgets.month_of(clock()))
         self.started_at = clock()
@@ -212,36 +217,55 @@ class QuotaKeeper:
 
     # -- operations ------------------------------------------------------------------------------
 
-    def rank(self, model: str, agent: str | None = None) -> Ranking:
-        """The ranking for ``model`` (as ``agent`` sees it), reused until state changes or time alone
-        would change it.
+    def rank(self, model: str, agent: str | None = None, session: str | None = None) -> Ranking:
+        """The ranking for ``model`` (as ``agent`` and ``session`` see it), reused until state changes
+        or time alone would change it.
 
         Harnesses ask for the same few models over and over; recomputing every provider's view per
         call would make ranking the daemon's hottest path. An agent's ranking differs from everyone
-        else's only while that agent is over its budget, so that is all the cache key carries.
+        else's only while that agent is over its budget, and a session's only by who holds its
+        answer, so that is all the cache key carries.
         """
+        if session is not None and not 0 < len(session) <= affinity.MAX_SESSION_LEN:
+            raise InvalidInput(
+                "invalid_session", f"session must be 1–{affinity.MAX_SESSION_LEN} characters", field="session"
+            )
         now = self.clock()
         budgeted = self.cfg.budgets
         spend = self._fleet_spend(now) if budgeted.providers or budgeted.agents else self.spend
         agent_over = budgets.agent_over(spend, budgeted, now, agent)
-        cache_key = (model, agent_over)
+        holder, holder_until = self.affinity.holder(self.cfg, model, session, now)
+        cache_key = (model, agent_over, session if holder and holder.explain else None, holder)
         cached = self._rankings.get(cache_key)
         if cached is not None and cached[0] == self.version and (cached[2] is None or now < cached[2]):
-            return cached[1]
+            return self._answered(model, session, cached[1], now)
         if not model.strip():
             raise InvalidInput("invalid_model", "model must be a non-empty string")
         blocked: dict[str, str] = {}
         if budgeted.providers or budgeted.agents:
             paid = [pid for pid, pcfg in self.cfg.providers.items() if pcfg.kind is ProviderKind.API_KEY]
             blocked = budgets.blocked(spend, budgeted, now, paid, agent if agent_over else None)
-        ranking, changes_at = routing.rank_until(model, self.providers, self.cfg, now, blocked)
-        if budgeted.providers or budgeted.agents:
-            # Budgets reset at the month's turn, with no event to mark it.
-            month_turns = budgets.next_month_start(now)
-            changes_at = month_turns if changes_at is None else min(changes_at, month_turns)
+        ranking, changes_at = routing.rank_until(model, self.providers, self.cfg, now, blocked, holder)
+        for until in (
+            budgets.next_month_start(now) if budgeted.providers or budgeted.agents else None,
+            holder_until,
+        ):
+            # Budgets reset at the month's turn and a session's affinity lapses when it idles, with
+            # no event to mark either.
+            if until is not None:
+                changes_at = until if changes_at is None else min(changes_at, until)
         if len(self._rankings) > 1024:
             self._rankings.clear()
         self._rankings[cache_key] = (self.version, ranking, changes_at)
+        return self._answered(model, session, ranking, now)
+
+    def _answered(self, model: str, session: str | None, ranking: Ranking, now: datetime) -> Ranking:
+        chosen = _chosen(ranking)
+        self.affinity.answered(model, session, chosen, now)
+        p = self.providers.get(chosen) if chosen is not None else None
+        if p is not None and start_trial(p, now, self.cfg.routing):
+            # A half-open provider gets one trial call; until its answer, others are recommended.
+            self.version += 1
         return ranking
 
     def reconfigure(self, cfg: Config) -> None:
@@ -287,11 +311,14 @@ class QuotaKeeper:
             # turn reported late must not override a poll taken after it. A clock ahead of ours
             # must not make its reading outrank the next poll either.
             now=min(at, now),
-            default_cooldown_s=self.cfg.routing.default_cooldown_s,
+            default_cooldown_s=bare_cooldown_s(p, self.cfg.routing),
         )
         if reading.limit_names:
             reading.windows = [_named_scope(w, reading.limit_names) for w in reading.windows]
         apply_turn(p, turn, reading, now, burn_window_s=self.cfg.routing.burn_window_s)
+        ok = 200 <= turn.status_code < 400
+        cached = turn.cache_read_tokens + turn.cache_write_tokens
+        self.affinity.called(turn.session, turn.provider, turn.model, at, ok, cached)
         self.metrics.count_turn(turn.provider, turn.status_code)
         pcfg = self.cfg.providers.get(turn.provider)
         billed = (pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY
@@ -579,6 +606,10 @@ async def durable(ticket: Ticket | None, turn_id: int | None = None) -> None:
     if failure.invalid:
         raise InvalidInput(failure.kind, str(failure), storage=True)
     raise StorageFailed(str(failure), kind=failure.kind, storage=True)
+
+
+def _chosen(ranking: Ranking) -> str | None:
+    return ranking.recommendation.provider_id if ranking.recommendation is not None else None
 
 
 def _named_scope(w: QuotaWindow, names: dict[str, str]) -> QuotaWindow:

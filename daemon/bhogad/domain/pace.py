@@ -3,25 +3,30 @@
 Pure functions of their arguments (no clock reads, no I/O), so every figure here can be checked by
 hand against the wire spec's worked values (``provider-wire-spec.md`` §8).
 
-Three ideas, in the order the ranking applies them:
+Three ideas:
 
-1. **Never run out early when someone else would not.** A window is projected forward at its current
-   burn rate; one that would be empty before its reset puts its provider behind every subscription
-   that would last.
-2. **Use it or lose it.** Among candidates that last, prefer the one with the most *spare pace*: how
-   much faster than its current burn its binding window could be spent and still not run out before
-   resetting, in multiples of that window's even pace (its length spread evenly). 50 % left of a
-   5-hour window resetting in one hour is 2.5x spare; 50 % of a weekly window that must last six days
-   is 0.58x. Quota that resets soon is worth spending first, because whatever is left is lost.
-3. **Paid keys are overflow.** An API key costs money per token while a subscription's quota is
+1. **Use it or lose it.** Prefer the candidate with the most *spare pace*: how much faster than its
+   current burn its binding window could be spent and still not run out before resetting, in
+   multiples of that window's even pace (its length spread evenly). 50 % left of a 5-hour window
+   resetting in one hour is 2.5x spare; 50 % of a weekly window that must last six days is 0.58x.
+   Quota that resets soon is worth spending first, because whatever is left is lost. A window
+   projected to run out before its reset has negative spare: the score is continuous, so "runs out"
+   is a matter of degree (and of how sure the projection is), never a cliff that would let an idle
+   window with 3 % left beat a busy one with 60 % left.
+2. **Paid keys are overflow.** An API key costs money per token while a subscription's quota is
    already paid for, so API keys come after every subscription that can serve. Moving demand onto a
    paid key early, just because a subscription is projected to run out, only pays for demand that
    may never come: the subscription would be used up either way.
+3. **Calm.** The burn rate must not follow the ranking's own last few choices, or the answer
+   oscillates (traffic makes a window look like it "runs out", so traffic leaves, so it "lasts").
+   A window of a day or more is projected at its average rate since it began, which already counts
+   the nights and weekends people idle; shorter windows use the ledger's token flow (a decayed
+   average over ``routing.burn_window_s``) through the window's learnt percent-per-token, else their
+   average. The ranking then changes its answer only when another candidate is better by a margin
+   (``routing.py``).
 
-The burn rate comes from the turn ledger when it can: a decayed average of the tokens harnesses
-report (the *token flow*), times each window's percent-per-token, learnt from successive readings
-of the window in the same period. Until a window is calibrated, the average rate since the window
-began (percent used / time elapsed) stands in: that is CodexBar's "will it last" test.
+The percent-per-token of each window is learnt from successive readings of the window in the same
+period, ignoring steps that are within the noise the source has shown.
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ from bhoga.protocol import Health, QuotaWindow, Source, WindowKind
 #: Readings within this of each other's reset time belong to one period (resets given as "seconds
 #: from now" drift by the response time).
 _SAME_PERIOD: Final = timedelta(minutes=10)
+#: Without a reset time, only a drop this large says the window reset; smaller drops are noise.
+_RESET_DROP_PCT: Final = 20.0
+#: Calibration needs growth this many times the largest drop (noise) the source has shown.
+_NOISE_FACTOR: Final = 4.0
+#: Windows at least this long are projected at their average since they began (nights included).
+LONG_WINDOW_H: Final = 24.0
 #: A period's percent-per-token is learnt once usage grew this many points: readings come in whole
 #: percents, so one point of growth could be anything from 0.5 to 1.5.
 MIN_CALIBRATION_PCT: Final = 2.0
@@ -88,14 +99,18 @@ class WindowBurn(msgspec.Struct, kw_only=True):
     last_pct: float = 0.0
     #: Percent of this window one million reported tokens spend; kept across periods.
     pct_per_mtok: float | None = None
+    #: The largest drop between readings of one period seen so far: the source's noise, in points.
+    #: Usage never falls inside a period, so any drop is measurement error. Kept across periods.
+    noise_pct: float = 0.0
 
 
 def _new_period(prev: WindowBurn, w: QuotaWindow) -> bool:
-    if w.pct_used < prev.last_pct - 0.5:
-        return True  # usage only grows within a period: a drop means the window reset
     if prev.period_reset is not None and w.resets_at is not None:
+        # The reset time is the period's identity: a lower reading with the same reset is noise, and
+        # a reset that moved (forward, or back for Codex's unscheduled early resets) is a new period.
         return abs(prev.period_reset - w.resets_at) > _SAME_PERIOD
-    return False
+    # Without reset times, only a large drop says the window reset; a small one is jitter.
+    return w.pct_used < prev.last_pct - max(_RESET_DROP_PCT, 2 * prev.noise_pct)
 
 
 def observe(prev: WindowBurn | None, w: QuotaWindow, consumed: int) -> WindowBurn | None:
@@ -115,13 +130,21 @@ def observe(prev: WindowBurn | None, w: QuotaWindow, consumed: int) -> WindowBur
             anchor_at=w.updated_at,
             last_pct=w.pct_used,
             pct_per_mtok=prev.pct_per_mtok if prev is not None else None,
+            noise_pct=prev.noise_pct if prev is not None else 0.0,
         )
+    noise = max(prev.noise_pct, prev.last_pct - w.pct_used)
     ratio = prev.pct_per_mtok
     grew, spent = w.pct_used - prev.anchor_pct, consumed - prev.anchor_tokens
-    if grew >= MIN_CALIBRATION_PCT and spent > 0:
+    # A step within the source's noise says nothing about what a token costs: learning from it
+    # would turn ±3 points of jitter over 100k tokens into a figure 30x too high.
+    if grew >= max(MIN_CALIBRATION_PCT, _NOISE_FACTOR * noise) and spent > 0:
         ratio = grew / spent * 1e6
     return msgspec.structs.replace(
-        prev, last_pct=w.pct_used, pct_per_mtok=ratio, period_reset=w.resets_at or prev.period_reset
+        prev,
+        last_pct=w.pct_used,
+        pct_per_mtok=ratio,
+        noise_pct=noise,
+        period_reset=w.resets_at or prev.period_reset,
     )
 
 
@@ -171,10 +194,19 @@ def average_burn(w: QuotaWindow, now: datetime) -> float | None:
 
 
 def burn_rate(record: WindowBurn | None, tokens_per_h: float, w: QuotaWindow, now: datetime) -> Burn | None:
-    """The window's current burn: the ledger's token flow through its calibration, else its average."""
+    """The window's current burn.
+
+    A window of a day or more is projected at its average since it began: the last hour's flow,
+    projected round the clock, would ignore the nights and weekends that the average already
+    contains, and would follow the ranking's own last choices (see the module notes). Shorter
+    windows use the ledger's token flow through the window's calibration, else their average.
+    """
+    average = average_burn(w, now)
+    length = _length_h(w)
+    if average is not None and length is not None and length >= LONG_WINDOW_H:
+        return Burn(pct_per_h=average, basis="average since the window began")
     if record is not None and record.pct_per_mtok is not None:
         return Burn(pct_per_h=tokens_per_h * record.pct_per_mtok / 1e6, basis="ledger")
-    average = average_burn(w, now)
     if average is not None:
         return Burn(pct_per_h=average, basis="average since the window began")
     return None
@@ -204,13 +236,6 @@ class Outlook(NamedTuple):
     def lasts(self) -> bool:
         return self.surplus >= 0
 
-    @property
-    def lasting_fraction(self) -> float:
-        """Which part of the time to reset the remaining quota lasts (≥ 1 lasts)."""
-        if self.empty_in is None or self.hours_left is None:
-            return math.inf
-        return self.empty_in / self.hours_left
-
 
 def outlook(w: QuotaWindow, now: datetime, burn: Burn | None) -> Outlook:
     remaining = w.pct_remaining
@@ -239,7 +264,10 @@ def outlook(w: QuotaWindow, now: datetime, burn: Burn | None) -> Outlook:
 class Scored(NamedTuple):
     """A strategy's verdict on one eligible candidate."""
 
-    #: Sort key, smaller first; compared across candidates of one ranking only.
+    #: Sort key, smaller first; compared across candidates of one ranking only. Every strategy's key
+    #: starts with its *class* (three entries: demoted as unhealthy, kind of candidate, degraded)
+    #: and then its continuous value negated, ``key[CLASS_LEN] == -value``: the ranking's margins
+    #: (hysteresis, session affinity) compare that value between candidates of one class.
     key: tuple[float, ...]
     #: The strategy's headline figure, higher is better (shown in receipts); ``None`` if it has none.
     score: float | None
@@ -247,7 +275,23 @@ class Scored(NamedTuple):
     note: str
 
 
-TIER_LASTS, TIER_RUNS_OUT, TIER_UNKNOWN, TIER_PAID = 0.0, 1.0, 2.0, 3.0
+#: How many leading entries of a key make its class (see ``Scored.key``).
+CLASS_LEN = 3
+#: The kinds of candidate, in order: subscriptions with known quota, unknown quota, paid keys.
+TIER_KNOWN, TIER_UNKNOWN, TIER_PAID = 0.0, 2.0, 3.0
+
+
+def squash(spare: float) -> float:
+    """Spare pace mapped onto (-1, 1), keeping its order. Spare grows without bound as a reset comes
+    near (what is left is spread over less time), so a fixed margin on spare itself would be crossed
+    by a few calls' worth of change; on this scale a margin is absolute near zero, where "lasts" and
+    "runs out" meet, and relative for large values."""
+    return spare / (1 + abs(spare))
+
+
+def value_of(key: tuple[float, ...]) -> float:
+    """The continuous value a margin is measured in (higher is better)."""
+    return -key[CLASS_LEN]
 
 
 def span(hours: float) -> str:
@@ -257,6 +301,26 @@ def span(hours: float) -> str:
     if minutes < 48 * 60:
         return f"{minutes // 60:.0f}h{minutes % 60:02.0f}m"
     return f"{minutes // 1440:.0f}d{minutes % 1440 // 60:.0f}h"
+
+
+def confidence(o: Outlook) -> str:
+    """How far to trust a projection: a burn measured over a small part of the time still to come
+    says little about the rest of it."""
+    if o.burn is None or o.hours_left is None or o.length_h is None:
+        return "no projection"
+    seen = o.length_h - o.hours_left if o.burn.basis != "ledger" else min(o.length_h, 5.0)
+    ratio = seen / max(o.hours_left, _MIN_HOURS)
+    return "high" if ratio >= 1 else "medium" if ratio >= 0.25 else "low"
+
+
+def runs_out(o: Outlook) -> str:
+    """The projected time to exhaustion, or that it lasts until its reset, with the confidence."""
+    if o.burn is None or o.hours_left is None:
+        return "no burn measured yet"
+    if o.lasts:
+        return f"lasts until its reset ({confidence(o)} confidence)"
+    assert o.empty_in is not None
+    return f"runs out in {span(o.empty_in)} ({confidence(o)} confidence)"
 
 
 def describe(o: Outlook) -> str:
@@ -270,9 +334,12 @@ def describe(o: Outlook) -> str:
         return text + "; no burn measured yet"
     text += f"; burning {o.burn.pct_per_h:.2f}%/h ({o.burn.basis})"
     if o.lasts:
-        return text + f" → lasts, {o.spare:.2f}x even pace to spare"
+        return text + f" → lasts, {o.spare:.2f}x even pace to spare ({confidence(o)} confidence)"
     assert o.empty_in is not None and o.hours_left is not None
-    return text + f" → runs out in {span(o.empty_in)}, {span(o.hours_left - o.empty_in)} before its reset"
+    return (
+        text + f" → runs out in {span(o.empty_in)}, {span(o.hours_left - o.empty_in)} before its reset"
+        f" ({o.spare:.2f}x, {confidence(o)} confidence)"
+    )
 
 
 def score(
@@ -289,28 +356,25 @@ def score(
     unhealthy = float(health is Health.UNHEALTHY)
     degraded = float(health is Health.DEGRADED)
     suffix = f"; {health.value}" if health is not Health.HEALTHY else ""
-    # Every key has the same length: (demoted, tier, degraded, primary, secondary, priority).
+    # Every key has the same length: (demoted, kind, degraded, -value, secondary, priority).
     key: tuple[float, ...]
     if paid:
         left = f"{quota_pct * 100:.0f}% left" if quota_pct >= 0 else "quota unknown"
-        key = (unhealthy, TIER_PAID, degraded, float(quota_pct < 0), -quota_pct, float(priority))
+        value = quota_pct if quota_pct >= 0 else -1.0
+        key = (unhealthy, TIER_PAID, degraded, -value, 0.0, float(priority))
         return Scored(key, None, f"paid overflow, after every subscription that can serve ({left}){suffix}")
     outlooks = [outlook(w, now, burns.get(w.key)) for w in windows if w.kind is WindowKind.QUOTA]
     if not outlooks:
         key = (unhealthy, TIER_UNKNOWN, degraded, 0.0, 0.0, float(priority))
         return Scored(key, None, "quota unknown" + suffix)
+    # The binding window is the one with the least to spare; its spare pace is continuous through
+    # zero, so a window that just about runs out differs from one that just about lasts by a little,
+    # not by a tier. Near-equal binding windows fall through to the next window: the one that
+    # resets sooner with quota left is the better place to spend.
     by_spare = sorted(outlooks, key=lambda o: o.spare)
     binding = by_spare[0]
     runner_up = by_spare[1].spare if len(by_spare) > 1 else binding.spare
-    if all(o.lasts for o in outlooks):
-        # Near-equal binding windows fall through to the next window: the one that resets sooner
-        # with quota left is the better place to spend.
-        key = (unhealthy, TIER_LASTS, degraded, -round(binding.spare, 2), -runner_up, float(priority))
-    else:
-        # Whichever window empties soonest, relative to its reset, decides how bad running out is.
-        binding = min(outlooks, key=lambda o: o.lasting_fraction)
-        soonest = -binding.lasting_fraction
-        key = (unhealthy, TIER_RUNS_OUT, degraded, soonest, -by_spare[0].spare, float(priority))
+    key = (unhealthy, TIER_KNOWN, degraded, -round(squash(binding.spare), 3), -runner_up, float(priority))
     others = [o for o in outlooks if o is not binding]
     note = describe(binding) + "".join(f"; {o.key} {o.remaining:.0f}% left" for o in others)
     return Scored(key, binding.spare, note + suffix)

@@ -249,3 +249,16 @@ class PriceBook:
             cost_usd=price.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens),
             source=source,
         )
+
+
+def cache_loss(model: str, cached_tokens: int, *, overrides: Mapping[str, Price]) -> float | None:
+    """What moving a conversation with ``cached_tokens`` of prompt cache to another provider costs on
+    its next call: those tokens are sent again at the cache-write (else input) price instead of being
+    read from the cache. ``None`` when the model is unpriced."""
+    found = match(model, overrides) or match(model, BUILTIN)
+    if found is None or cached_tokens <= 0:
+        return None if found is None else 0.0
+    price = found[1]
+    write = price.input if price.cache_write is None else price.cache_write
+    read = price.input if price.cache_read is None else price.cache_read
+    return max(0.0, write - read) * cached_tokens / 1_000_000

@@ -104,6 +104,11 @@ class ProviderState(msgspec.Struct, kw_only=True):
     #: now, and tokens in all, so pace projects and calibrates with the whole fleet's traffic.
     peer_flow_per_h: float = 0.0
     peer_consumed: int = 0
+    #: 429s since the last success: a bare 429's cooldown doubles with each, and once the cooldown
+    #: ends the provider is half-open (one trial call) until a success.
+    throttles: int = 0
+    #: When the half-open provider's one trial call was handed out (its answer is awaited).
+    trial_at: datetime | None = None
 
 
 class PollKind(enum.Enum):
@@ -156,9 +161,11 @@ def merge_windows(p: ProviderState, windows: list[QuotaWindow]) -> bool:
     changed = False
     for window in windows:
         key = window.key
-        if not quota_model.supersedes(window, p.windows.get(key)):
+        held = p.windows.get(key)
+        if not quota_model.supersedes(window, held):
             continue
-        p.windows[key] = window
+        p.windows[key] = quota_model.monotone(window, held)
+        # Calibration sees the raw reading: its drops are how it learns the source's noise.
         burn = pace.observe(p.burn.get(key), window, p.consumed + p.peer_consumed)
         if burn is not None:
             p.burn[key] = burn
@@ -231,6 +238,52 @@ def extend_cooldown(p: ProviderState, until: datetime, reason: str, now: datetim
     return True
 
 
+#: Doublings of a bare 429's cooldown counted at most (2**16 times the default is past any bound).
+_MAX_THROTTLES = 16
+
+
+def bare_cooldown_s(p: ProviderState, routing: RoutingConfig) -> float:
+    """The cooldown for a 429 that names no reset: doubled for every 429 since the last success, so
+    a provider that keeps refusing is not probed at every retry-after, and bounded."""
+    doubled = routing.default_cooldown_s * 2.0 ** min(p.throttles, _MAX_THROTTLES)
+    return min(doubled, max(routing.default_cooldown_max_s, routing.default_cooldown_s))
+
+
+def note_throttling(p: ProviderState, status_code: int) -> None:
+    """Count 429s since the last success (see ``bare_cooldown_s`` and ``half_open``); any answer
+    ends the trial call that was out."""
+    if status_code == 429:
+        p.throttles = min(p.throttles + 1, _MAX_THROTTLES)
+    elif 200 <= status_code < 400:
+        p.throttles = 0
+    p.trial_at = None
+
+
+def half_open(p: ProviderState, now: datetime) -> bool:
+    """The next call is a trial: a cooldown ended with no success since the 429 that set it, or the
+    last call failed (5xx, timeout). Until it is answered, everyone else is sent elsewhere, so an
+    outage meets one call at a time instead of every harness at once."""
+    if p.cooldown_until is not None and p.cooldown_until > now:
+        return False
+    return p.throttles > 0 or p.consecutive_failures > 0
+
+
+def trial_ends(p: ProviderState, routing: RoutingConfig) -> datetime | None:
+    """Until when a handed-out trial call holds the half-open provider back from everyone else."""
+    if p.trial_at is None:
+        return None
+    return p.trial_at + timedelta(seconds=max(routing.default_cooldown_s, 1.0))
+
+
+def start_trial(p: ProviderState, now: datetime, routing: RoutingConfig) -> bool:
+    """Hand out the half-open provider's one trial call; returns whether this answer was it."""
+    ends = trial_ends(p, routing)
+    if not half_open(p, now) or (ends is not None and now < ends):
+        return False
+    p.trial_at = now
+    return True
+
+
 # --------------------------------------------------------------------------------------------------
 # Records from the store: repaired or dropped, never a crash
 
@@ -260,7 +313,14 @@ def repair(p: ProviderState, now: datetime) -> list[str]:
     9999) or cool a provider for decades; here each is clamped or dropped, whatever it was.
     """
     notes: list[str] = []
-    for name in ("auth_failed_at", "last_turn_at", "accepted_at", "last_poll_at", "last_failure_at"):
+    for name in (
+        "auth_failed_at",
+        "last_turn_at",
+        "accepted_at",
+        "last_poll_at",
+        "last_failure_at",
+        "trial_at",
+    ):
         setattr(p, name, _observed(getattr(p, name), now, name, notes))
     if p.cooldown_until is not None:
         if p.cooldown_until < EARLIEST:
@@ -299,6 +359,9 @@ def repair(p: ProviderState, now: datetime) -> list[str]:
         if not 0 <= value <= _MAX_COUNT:
             notes.append(f"{name} {value} out of range; reset to 0")
             setattr(p, name, 0)
+    if not 0 <= p.throttles <= _MAX_THROTTLES:
+        notes.append(f"throttles {p.throttles} out of range; reset to 0")
+        p.throttles = 0
     return notes
 
 
@@ -386,6 +449,7 @@ def apply_turn(
     if reading.cooldown_until is not None and reading.cooldown_until > now:
         extend_cooldown(p, reading.cooldown_until, reading.cooldown_reason or f"HTTP {turn.status_code}", now)
     code = turn.status_code
+    note_throttling(p, code)
     if 200 <= code < 400 or code == 429:
         p.accepted_at = at
     model = model_key(turn.model)
@@ -515,13 +579,21 @@ def model_view(
     )
     status, fresh, tightest, quota_pct = found.status, found.fresh, found.tightest, found.quota_pct
     blocking = found.blocking
+    trial = trial_ends(p, cfg.routing)
+    if blocking is None and trial is not None and now < trial and half_open(p, now):
+        blocking = (
+            f"half-open after a cooldown: its one trial call is out (until {trial:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+        status = ProviderStatus.THROTTLED
     if not avail.available:
         status = ProviderStatus.UNAVAILABLE
     tau_h = cfg.routing.burn_window_s / 3600
     flow = pace.flow_now(p.flow, now, tau_h) + p.peer_flow_per_h
     burns = {w.key: pace.burn_rate(p.burn.get(w.key), flow, w, now) for w in fresh}
     return ModelView(
-        changes_at=_next_change(p, windows, stale_after, cfg, now, _probe_moments(p, model, cfg)),
+        changes_at=_next_change(
+            p, windows, stale_after, cfg, now, [*_probe_moments(p, model, cfg), trial_ends(p, cfg.routing)]
+        ),
         now=now,
         paid=(pcfg.kind if pcfg else ProviderKind.API_KEY) is ProviderKind.API_KEY,
         fresh=fresh,
@@ -579,6 +651,7 @@ def provider_quota(
             for m, f in p.model_failures.items()
             if (h := _health(f.count, f.last_at, cfg.routing, now)) is not Health.HEALTHY
         },
+        outlook={w.key: pace.runs_out(pace.outlook(w, now, view.burns.get(w.key))) for w in view.fresh},
         consecutive_failures=p.consecutive_failures,
         last_error=p.last_error,
         n_requests=p.n_requests,

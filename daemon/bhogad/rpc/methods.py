@@ -112,10 +112,10 @@ def build(
         )
 
     def best_for(params: ModelParams, call: Call) -> RouterRecommendation | None:
-        return daemon.rank(params.model, params.agent).recommendation
+        return daemon.rank(params.model, params.agent, params.session).recommendation
 
     def rank(params: ModelParams, call: Call) -> Ranking:
-        return daemon.rank(params.model, params.agent)
+        return daemon.rank(params.model, params.agent, params.session)
 
     def record_turn(turn: Turn, call: Call) -> TurnAck | Awaitable[TurnAck]:
         turn_id, ticket = daemon.record_turn(turn)
