@@ -15,12 +15,15 @@ from tests.conftest import DaemonProcess
 SL = Path(__file__).resolve().parents[1] / "data" / "harness" / "statusline"
 
 
-def payload(name: str = "subscriber.json", **used: float) -> str:
-    """A fixture with its resets moved ahead of now and, optionally, other percentages."""
+def payload(name: str = "subscriber.json", new_period: str | None = None, **used: float) -> str:
+    """A fixture with its resets moved ahead of now and, optionally, other percentages; the bucket
+    named by ``new_period`` is read in its next period (its reset a week later)."""
     data = json.loads((SL / name).read_text())
     now = int(time.time())
     for key, bucket in (data.get("rate_limits") or {}).items():
         bucket["resets_at"] = now + (2 * 3600 if key == "five_hour" else 3 * 86400)
+        if key == new_period:
+            bucket["resets_at"] += 7 * 86400
         if key in used:
             bucket["used_percentage"] = used[key]
     return json.dumps(data)
@@ -54,8 +57,11 @@ def test_readings_reach_the_daemon_and_best_follows_them(make_daemon: Any) -> No
     assert best(daemon, "claude-opus-4-7") == "anthropic_api"
     assert best(daemon, "claude-sonnet-4-6") == "claude_code"
 
-    # A newer reading says it is back (a reset); the newest reading wins.
+    # A lower reading of the same period is noise (usage only grows within a period) ...
     daemon.cli("statusline", input=payload(seven_day_opus=1.0))
+    assert best(daemon, "claude-opus-4-7") == "anthropic_api"
+    # ... but one of the next period (the reset moved on) says it is back.
+    daemon.cli("statusline", input=payload(new_period="seven_day_opus", seven_day_opus=1.0))
     assert best(daemon, "claude-opus-4-7") == "claude_code"
 
     # Readings survive a restart like any other window.
