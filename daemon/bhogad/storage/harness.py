@@ -207,13 +207,6 @@ def drop_log_twins(conn: sqlite3.Connection, turns: Sequence[StoredTurn]) -> int
     return len(gone)
 
 
-_INSERT: Final = (
-    "INSERT INTO turns (id, at, provider, model, input_tokens, output_tokens, cache_read_tokens, "
-    "cache_write_tokens, status_code, session, agent, latency_ms, cost_usd, pricing, billed, source, "
-    "request_id, dedupe_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-
-
 def commit_ingest(
     conn: sqlite3.Connection,
     rows: Sequence[IngestRow],
@@ -228,6 +221,10 @@ def commit_ingest(
     is replaced only by a reading with more tokens: Claude Code writes a streamed message several
     times, each line with the usage so far.
     """
+    # The one ledger row the store builds; imported here because the store imports this module.
+    from bhogad.storage.store import TURN_COLUMNS, row_from_turn
+
+    insert = f"INSERT INTO turns ({TURN_COLUMNS}, dedupe_key) VALUES ({', '.join('?' * 18)})"
     inserted: list[StoredTurn] = []
     duplicates = updated = 0
     conn.execute("BEGIN")
@@ -274,29 +271,7 @@ def commit_ingest(
                 continue
             t.id = next_id
             next_id += 1
-            conn.execute(
-                _INSERT,
-                (
-                    t.id,
-                    t.at.isoformat(),
-                    t.provider,
-                    t.model,
-                    t.input_tokens,
-                    t.output_tokens,
-                    t.cache_read_tokens,
-                    t.cache_write_tokens,
-                    t.status_code,
-                    t.session,
-                    t.agent,
-                    t.latency_ms,
-                    t.cost_usd,
-                    t.pricing,
-                    int(t.billed),
-                    t.source.value,
-                    t.request_id,
-                    row.dedupe_key,
-                ),
-            )
+            conn.execute(insert, (*row_from_turn(t), row.dedupe_key))
             inserted.append(t)
         _rollups(conn, inserted, 1)
         conn.executemany(

@@ -136,11 +136,11 @@ _UPSERTS: Final = {t: (_UPSERT_ROLLUP.format(table=t, key=k), w) for t, (k, w) i
 #: Columns added after schema 1, with their definitions: added in place to an older ledger.
 _ADDED_COLUMNS = {"pricing": "TEXT", "billed": "INTEGER NOT NULL DEFAULT 0"}
 
-_TURN_COLUMNS = (
+TURN_COLUMNS = (
     "id, at, provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
     "status_code, session, agent, latency_ms, cost_usd, pricing, billed, source, request_id"
 )
-_INSERT_TURN = f"INSERT INTO turns ({_TURN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT_TURN = f"INSERT INTO turns ({TURN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 #: Rows deleted per transaction when pruning, so commits of new turns slip in between.
 PRUNE_CHUNK: Final = 5000
@@ -217,8 +217,8 @@ def _check_row(t: StoredTurn) -> None:
             raise StorageFailure("out_of_range", f"{name} {value} is out of range", True)
 
 
-def _row_from_turn(t: StoredTurn) -> tuple[object, ...]:
-    """A ledger row, in ``_TURN_COLUMNS`` order."""
+def row_from_turn(t: StoredTurn) -> tuple[object, ...]:
+    """A ledger row, in ``TURN_COLUMNS`` order."""
     return (
         t.id,
         t.at.isoformat(),
@@ -494,7 +494,7 @@ class Store:
         conn.execute("BEGIN")
         try:
             if turns:
-                conn.executemany(_INSERT_TURN, [_row_from_turn(t) for t in turns])
+                conn.executemany(_INSERT_TURN, [row_from_turn(t) for t in turns])
                 for upsert, width in _UPSERTS.values():
                     conn.executemany(upsert, _rollup(turns, width))
                 if self.log_rows:
@@ -584,7 +584,7 @@ class Store:
 def _list_turns(
     conn: sqlite3.Connection, after_id: int, limit: int, session: str | None, agent: str | None
 ) -> list[StoredTurn]:
-    sql = f"SELECT {_TURN_COLUMNS} FROM turns WHERE id > ?"
+    sql = f"SELECT {TURN_COLUMNS} FROM turns WHERE id > ?"
     args: list[object] = [after_id]
     if session is not None:
         sql += " AND session = ?"
